@@ -1,0 +1,3 @@
+from metahpo_utils.cli import main
+
+raise SystemExit(main())

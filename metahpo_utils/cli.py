@@ -1,0 +1,170 @@
+"""Command line: ``python -m metahpo_utils SUBCOMMAND``.
+
+Bad input gets one line on stderr naming the problem and exit code 2; nothing is
+written before the arguments, the suite and the store have been checked.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .data.datasets import DatasetError
+from .data.tasks import SPLITS, SUITES, TaskError, build_suite
+from .data.torchvision_sets import DatasetNotFoundError
+from .metadataset import StoreError, TableError, collect, export_tables
+from .models import FAMILIES, ModelError
+from .space import SpaceError, default_space, load_space
+
+USER_ERRORS = (DatasetError, DatasetNotFoundError, TaskError, SpaceError, StoreError, TableError, ModelError)
+
+#: The main job of ``make reproduce`` for now: the default suite and its meta-dataset.
+REPRODUCE = {"suite": "digits", "n_tasks": 48, "n_configs": 64, "epochs": 10, "seed": 0}
+
+
+def _ways(text: str) -> int | tuple[int, int]:
+    try:
+        if ":" in text:
+            lo, hi = text.split(":")
+            return int(lo), int(hi)
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K or MIN:MAX, got '{text}'") from None
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return v
+
+
+def _suite_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suite", default="digits", help=f"suite name ({', '.join(SUITES)})")
+    p.add_argument("--tasks", type=_positive, default=None, help="number of tasks (default: the suite's, 48)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the suite (and design and trials)")
+    p.add_argument("--ways", type=_ways, default=None, help="classes per task: K or MIN:MAX (default 2..all)")
+    p.add_argument("--root", default=None, help="root folder of a torchvision base dataset")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m metahpo_utils", description="metahpo: meta-learning deep-learning hyperparameters")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("suite", help="build a task suite and list its tasks, splits and recipes")
+    _suite_args(p)
+    p.add_argument("--split", choices=SPLITS, default=None, help="list only this split")
+    p.add_argument("--metafeatures", action="store_true", help="also compute meta-features (about a second a task)")
+    p.add_argument("--out", default=None, help="write the listing as CSV here")
+
+    p = sub.add_parser("collect", help="collect a meta-dataset (tasks x configurations) into a SQLite store; re-running resumes")
+    _suite_args(p)
+    p.add_argument("--configs", type=_positive, default=64, help="configurations in the space-filling design")
+    p.add_argument("--epochs", type=_positive, default=10, help="training epochs per trial")
+    p.add_argument("--store", required=True, help="SQLite store (created, or resumed)")
+    p.add_argument("--workers", type=_positive, default=1, help="Dask LocalCluster worker processes (1 = in-process)")
+    p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler, e.g. tcp://host:8786")
+    p.add_argument("--design", choices=("sobol", "lhs", "random"), default="sobol")
+    p.add_argument("--model", choices=FAMILIES, default=None, help="model family (default: the suite's)")
+    p.add_argument("--space", default=None, help="search space JSON (default: the built-in space)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--max-trials", type=_positive, default=None, help="stop after this many new trials (re-run to continue)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("export", help="write the tidy tables (trials, tasks, provenance) of a store")
+    p.add_argument("--store", required=True, help="SQLite store")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--format", choices=("csv", "parquet"), default="csv")
+
+    p = sub.add_parser("reproduce", help="the main job on the embedded default data (suite + meta-dataset)")
+    p.add_argument("--out", default="runs", help="output folder (default runs/)")
+    p.add_argument("--workers", type=_positive, default=2, help="Dask worker processes")
+    return parser
+
+
+def _cmd_suite(a: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .data.metafeatures import compute_metafeatures
+
+    suite = build_suite(a.suite, n_tasks=a.tasks, seed=a.seed, root=a.root, ways=a.ways)
+    rows = []
+    for name in suite.task_names:
+        split = suite.split_of(name)
+        if a.split and split != a.split:
+            continue
+        spec = suite.specs[name]
+        row = {"task": name, "split": split, "k": len(spec.classes), "n_per_class": spec.n_per_class,
+               "label_noise": spec.label_noise, "noise_std": spec.noise_std, "rotation": spec.rotation,
+               "downsample": spec.downsample, "imbalance": spec.imbalance}
+        if a.metafeatures:
+            row.update(compute_metafeatures(suite.task(name), seed=a.seed))
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    counts = {s: len(v) for s, v in suite.splits.items()}
+    print(f"suite {suite.name}: {len(suite)} tasks over '{suite.definition.base}' ({counts})")
+    print(df.to_string(index=False, max_rows=200))
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(a.out, index=False)
+        print(f"wrote {a.out}")
+    return 0
+
+
+def _print_report(rep) -> None:  # noqa: ANN001
+    print(f"store {rep.store}: {rep.n_tasks} tasks x {rep.n_configs} configs = {rep.trials_total} trials; "
+          f"ran {rep.trials_run}, skipped {rep.trials_skipped} finished; statuses {rep.statuses}; "
+          f"{rep.wall_s:.1f} s ({rep.trials_per_s:.2f} trials/s)")
+
+
+def _cmd_collect(a: argparse.Namespace) -> int:
+    space = load_space(a.space) if a.space else default_space()
+    rep = collect(a.suite, n_tasks=a.tasks, n_configs=a.configs, epochs=a.epochs, store=a.store, seed=a.seed,
+                  workers=a.workers, scheduler=a.scheduler, design=a.design, family=a.model, space=space,
+                  root=a.root, ways=a.ways, progress=not a.no_progress, device=a.device, max_trials=a.max_trials)
+    _print_report(rep)
+    return 0
+
+
+def _cmd_export(a: argparse.Namespace) -> int:
+    paths = export_tables(a.store, a.out, a.format)
+    for name, path in paths.items():
+        print(f"wrote {name}: {path}")
+    return 0
+
+
+def _cmd_reproduce(a: argparse.Namespace) -> int:
+    out = Path(a.out)
+    r = REPRODUCE
+    store = out / f"{r['suite']}.sqlite"
+    rep = collect(r["suite"], n_tasks=r["n_tasks"], n_configs=r["n_configs"], epochs=r["epochs"], store=store,
+                  seed=r["seed"], workers=a.workers)
+    _print_report(rep)
+    paths = export_tables(store, out / r["suite"], "csv")
+    print(f"meta-dataset store: {store}")
+    for name, path in paths.items():
+        print(f"tidy table {name}: {path}")
+    summary = out / r["suite"] / "collection.json"
+    summary.write_text(json.dumps({"suite": r["suite"], "n_tasks": rep.n_tasks, "n_configs": rep.n_configs,
+                                   "epochs": r["epochs"], "trials": rep.trials_total, "ran": rep.trials_run,
+                                   "wall_s": round(rep.wall_s, 1), "statuses": rep.statuses}, indent=2))
+    print(f"summary: {summary}")
+    return 0
+
+
+COMMANDS = {"suite": _cmd_suite, "collect": _cmd_collect, "export": _cmd_export, "reproduce": _cmd_reproduce}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code (2 for bad input)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except USER_ERRORS as err:
+        print(f"metahpo {args.command}: error: {err}", file=sys.stderr)
+        return 2

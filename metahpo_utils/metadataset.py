@@ -1,0 +1,524 @@
+"""The meta-dataset: a SQLite store of (task, configuration) -> learning curve, its
+resumable collection, and the tidy tables of DESIGN.md.
+
+Store layout (SQLite, WAL journal, one transaction per finished trial):
+    meta(key, value)                 format version, suite fingerprint, space, design, epochs, family
+    tasks(task, split, spec, metafeatures)
+    configs(config_id, params)
+    trials(task, config_id, seed, status, objective, test_objective, cost_s, curve, val_loss, train_loss, error)
+Re-running the same collection skips finished trials (``failed`` ones are retried);
+the primary key (task, config_id, seed) rules out duplicates.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import sqlite3
+import time
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from .data.metafeatures import compute_metafeatures
+from .data.tasks import Suite, TaskSpec, build_suite
+from .space import SearchSpace, default_space
+
+FORMAT_VERSION = 1
+STATUSES = ("ok", "diverged", "failed")
+_TABLES = ("meta", "tasks", "configs", "trials")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks (task TEXT PRIMARY KEY, split TEXT NOT NULL, spec TEXT NOT NULL, metafeatures TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS configs (config_id INTEGER PRIMARY KEY, params TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+    task TEXT NOT NULL, config_id INTEGER NOT NULL, seed INTEGER NOT NULL,
+    status TEXT NOT NULL, objective REAL, test_objective REAL, cost_s REAL,
+    curve TEXT NOT NULL, val_loss TEXT NOT NULL, train_loss TEXT NOT NULL, error TEXT,
+    finished_at REAL NOT NULL,
+    PRIMARY KEY (task, config_id, seed)
+);
+"""
+
+
+class StoreError(ValueError):
+    """A store that cannot be used: unreadable, corrupt, or made for another suite/space."""
+
+
+class TableError(ValueError):
+    """A tidy table that lacks required columns or holds bad values."""
+
+
+# ---------------------------------------------------------------- the store
+class MetaDatasetStore:
+    """A SQLite meta-dataset store.
+
+    Args:
+        path: the ``.sqlite`` file.
+        create: create it if missing (otherwise a missing file is an error).
+
+    Raises:
+        StoreError: missing (without ``create``), not SQLite, corrupt, or not a metahpo store.
+    """
+
+    def __init__(self, path: str | os.PathLike, create: bool = False):
+        self.path = Path(path)
+        if not self.path.exists():
+            if not create:
+                raise StoreError(f"store '{self.path}' does not exist")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            validate_store_file(self.path)
+        self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)  # autocommit; explicit BEGIN
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "MetaDatasetStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ---- meta
+    def read_meta(self) -> dict[str, Any]:
+        return {k: json.loads(v) for k, v in self.conn.execute("SELECT key, value FROM meta")}
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        with self._tx():
+            self.conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
+
+    @property
+    def space(self) -> SearchSpace:
+        return SearchSpace.from_json(self.read_meta()["space"])
+
+    # ---- tasks and configs
+    def task_names(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT task FROM tasks ORDER BY task")]
+
+    def add_task(self, name: str, split: str, spec: dict[str, Any], metafeatures: dict[str, float]) -> None:
+        with self._tx():
+            self.conn.execute("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?)",
+                              (name, split, json.dumps(spec), json.dumps(metafeatures)))
+
+    def add_configs(self, configs: list[dict[str, Any]]) -> None:
+        with self._tx():
+            self.conn.executemany("INSERT OR IGNORE INTO configs VALUES (?, ?)",
+                                  [(i, json.dumps(c)) for i, c in enumerate(configs)])
+
+    def configs(self) -> dict[int, dict[str, Any]]:
+        return {i: json.loads(p) for i, p in self.conn.execute("SELECT config_id, params FROM configs ORDER BY config_id")}
+
+    # ---- trials
+    def finished(self) -> set[tuple[str, int, int]]:
+        """Keys of trials that need no rerun (``ok`` or ``diverged``)."""
+        rows = self.conn.execute("SELECT task, config_id, seed FROM trials WHERE status != 'failed'")
+        return {(t, int(c), int(s)) for t, c, s in rows}
+
+    def add_trial(self, task: str, config_id: int, seed: int, result: dict[str, Any]) -> None:
+        """Record one finished trial in its own transaction (a failed one may be replaced later)."""
+        if result["status"] not in STATUSES:
+            raise StoreError(f"trial status must be one of {STATUSES}, got {result['status']!r}")
+        row = (task, int(config_id), int(seed), result["status"], _num(result.get("objective")),
+               _num(result.get("test_objective")), _num(result.get("cost_s")),
+               json.dumps(result.get("curve", [])), json.dumps(result.get("val_loss", [])),
+               json.dumps(result.get("train_loss", [])), result.get("error"), time.time())
+        with self._tx():
+            self.conn.execute(
+                "INSERT INTO trials VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT(task, config_id, seed) DO UPDATE SET status=excluded.status, objective=excluded.objective, "
+                "test_objective=excluded.test_objective, cost_s=excluded.cost_s, curve=excluded.curve, "
+                "val_loss=excluded.val_loss, train_loss=excluded.train_loss, error=excluded.error, "
+                "finished_at=excluded.finished_at WHERE trials.status = 'failed'", row)
+
+    def n_trials(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+
+    # ---- tidy tables
+    def trials_table(self) -> pd.DataFrame:
+        """One row per (task, configuration): task, hyperparameters, objective, test_objective,
+        status, cost_s, seed, config_id, curve (list of per-epoch validation accuracy), val_loss_curve."""
+        configs = self.configs()
+        names = self.space.names
+        rows = []
+        q = ("SELECT task, config_id, seed, status, objective, test_objective, cost_s, curve, val_loss "
+             "FROM trials ORDER BY task, config_id, seed")
+        for task, cid, seed, status, obj, tobj, cost, curve, vloss in self.conn.execute(q):
+            row = {"task": task, **{n: configs[cid][n] for n in names}}
+            row.update(objective=obj, test_objective=tobj, status=status, cost_s=cost, seed=seed,
+                       config_id=cid, curve=json.loads(curve), val_loss_curve=json.loads(vloss))
+            rows.append(row)
+        cols = ["task", *names, "objective", "test_objective", "status", "cost_s", "seed", "config_id", "curve", "val_loss_curve"]
+        return pd.DataFrame(rows, columns=cols)
+
+    def tasks_table(self) -> pd.DataFrame:
+        """``task`` plus one column per meta-feature."""
+        rows = [{"task": t, **json.loads(mf)} for t, mf in self.conn.execute("SELECT task, metafeatures FROM tasks ORDER BY task")]
+        return pd.DataFrame(rows)
+
+    def provenance_table(self) -> pd.DataFrame:
+        """``task``, ``split`` and the generator recipe (base, k, n_per_class, label_noise, ...)."""
+        rows = []
+        for t, split, spec in self.conn.execute("SELECT task, split, spec FROM tasks ORDER BY task"):
+            s = json.loads(spec)
+            s["k"] = len(s.pop("classes"))
+            rows.append({"task": t, "split": split, **s})
+        return pd.DataFrame(rows)
+
+    def _tx(self) -> "_Transaction":
+        return _Transaction(self.conn)
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _num(v: Any) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def validate_store_file(path: Path) -> None:
+    """Refuse a file that is not a readable metahpo store, without writing to it."""
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise StoreError(f"store '{path}' is corrupt (SQLite integrity check failed)")
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if not tables:
+                return  # an empty SQLite file: fine to initialise
+            if set(_TABLES) - tables:
+                raise StoreError(f"store '{path}' is not a metahpo store (tables: {sorted(tables)})")
+            row = conn.execute("SELECT value FROM meta WHERE key='format_version'").fetchone()
+            if row is not None and json.loads(row[0]) != FORMAT_VERSION:
+                raise StoreError(f"store '{path}' has format version {row[0]}, this metahpo reads {FORMAT_VERSION}")
+    except sqlite3.DatabaseError as err:
+        raise StoreError(f"store '{path}' is unreadable or corrupt ({err})") from err
+
+
+# ---------------------------------------------------------------- trial evaluation (runs on workers)
+@functools.lru_cache(maxsize=4)
+def _suite(name: str, n_tasks: int, seed: int, root: str | None, ways: tuple[int, int] | None) -> Suite:
+    return build_suite(name, n_tasks=n_tasks, seed=seed, root=root, ways=ways)
+
+
+def evaluate_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one job of a collection: ``kind="trial"`` trains one configuration on one task,
+    ``kind="metafeatures"`` computes a task's meta-features.
+
+    The task is rebuilt from the suite recipe on the worker (cached per process), so only
+    small dicts travel. Torch uses ``job["threads"]`` threads (1 by default) so results do
+    not depend on how many workers run. Exceptions become ``status="failed"`` with the message.
+    """
+    import torch
+
+    from .training import train_config
+
+    torch.set_num_threads(int(job.get("threads", 1)))
+    s = job["suite"]
+    out: dict[str, Any] = {"kind": job["kind"], "task": job["task"]}
+    try:
+        ways = tuple(s["ways"]) if s.get("ways") else None
+        task = _suite(s["suite"], s["n_tasks"], s["seed"], s.get("root"), ways).task(job["task"])
+        if job["kind"] == "metafeatures":
+            out["metafeatures"] = compute_metafeatures(task, seed=s["seed"])
+            return out
+        r = train_config(task, job["config"], epochs=job["epochs"], seed=job["seed"],
+                         family=job["family"], device=job.get("device"))
+        out.update(config_id=job["config_id"], seed=job["seed"], status=r.status, objective=r.objective,
+                   test_objective=r.test_objective, cost_s=r.cost_s, curve=r.curve, val_loss=r.val_loss,
+                   train_loss=r.train_loss)
+    except Exception as err:  # recorded, never fatal to the collection
+        out.update(config_id=job.get("config_id"), seed=job.get("seed"), status="failed", objective=None,
+                   test_objective=None, cost_s=None, curve=[], val_loss=[], train_loss=[],
+                   error=f"{type(err).__name__}: {err}")
+    return out
+
+
+# ---------------------------------------------------------------- collection
+@dataclass
+class CollectReport:
+    """What a collection did."""
+
+    store: Path
+    n_tasks: int
+    n_configs: int
+    trials_total: int
+    trials_run: int
+    trials_skipped: int
+    wall_s: float
+    statuses: dict[str, int]
+
+    @property
+    def trials_per_s(self) -> float:
+        return self.trials_run / self.wall_s if self.wall_s > 0 else float("nan")
+
+
+def collection_meta(suite: Suite, space: SearchSpace, n_configs: int, epochs: int, seed: int,
+                    design: str, family: str) -> dict[str, Any]:
+    """The settings that identify a collection; a store with different ones is refused."""
+    return {"format_version": FORMAT_VERSION, **suite.fingerprint(), "space": space.to_json(),
+            "n_configs": n_configs, "epochs": epochs, "design": design, "design_seed": seed,
+            "trial_seed": seed, "family": family}
+
+
+def open_for_collection(path: str | os.PathLike, meta: dict[str, Any]) -> MetaDatasetStore:
+    """Open (or create) a store for a collection, refusing one made with other settings."""
+    path = Path(path)
+    if path.exists():
+        validate_store_file(path)
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            try:
+                old = {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")}
+            except sqlite3.DatabaseError:
+                old = {}
+        diff = [k for k in meta if k in old and old[k] != meta[k]]
+        if diff:
+            k = diff[0]
+            what = "space" if k == "space" else ("suite" if k in ("suite", "seed", "n_tasks", "base") else k)
+            raise StoreError(f"store '{path}' was made with a different {what} ({k}: stored {old[k]!r}, "
+                             f"asked {meta[k]!r}); use another --store")
+    store = MetaDatasetStore(path, create=True)
+    store.write_meta(meta)
+    return store
+
+
+def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs: int = 64, epochs: int = 10,
+            store: str | os.PathLike = "runs/digits.sqlite", seed: int = 0, workers: int = 1,
+            scheduler: str | None = None, design: str = "sobol", family: str | None = None,
+            space: SearchSpace | None = None, root: str | None = None, ways: int | tuple[int, int] | None = None,
+            progress: bool = True,
+            device: str | None = "cpu", threads: int = 1, max_trials: int | None = None) -> CollectReport:
+    """Evaluate every task of a suite on one space-filling design of configurations.
+
+    Args:
+        suite: suite name (or a built :class:`Suite`).
+        n_tasks: tasks in the suite (default: the suite's).
+        n_configs: configurations in the design (the same for every task, so tasks compare).
+        epochs: training epochs per trial.
+        store: SQLite file; re-running resumes it.
+        seed: seed of the suite, the design and the trials.
+        workers: >1 runs trials on a Dask ``LocalCluster`` of that many worker processes.
+        scheduler: address of an existing Dask scheduler (overrides ``workers``).
+        design: ``sobol``, ``lhs`` or ``random``.
+        family: model family (default: the suite's).
+        space: search space (default: :func:`default_space`).
+        root: root folder of a torchvision base dataset.
+        ways: classes per task (int or (min, max)); default 2..all.
+        progress: show a ``tqdm.auto`` progress bar.
+        device: training device (``cpu`` default; ``auto`` takes CUDA when present).
+        threads: torch threads per trial.
+        max_trials: stop after this many new trials (for demos; a re-run continues).
+
+    Returns:
+        A :class:`CollectReport`.
+    """
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    suite_obj = suite if isinstance(suite, Suite) else build_suite(suite, n_tasks=n_tasks, seed=seed, root=root, ways=ways)
+    space = space or default_space()
+    family = family or suite_obj.definition.model
+    configs = space.design(n_configs, seed=seed, method=design)
+    meta = collection_meta(suite_obj, space, n_configs, epochs, seed, design, family)
+    st = open_for_collection(store, meta)
+    try:
+        st.add_configs(configs)
+        sfp = {**suite_obj.fingerprint(), "root": suite_obj.root}
+        known = set(st.task_names())
+        jobs: list[dict[str, Any]] = [
+            {"kind": "metafeatures", "suite": sfp, "task": t, "threads": threads}
+            for t in suite_obj.task_names if t not in known
+        ]
+        done = st.finished()
+        trial_jobs = [
+            {"kind": "trial", "suite": sfp, "task": t, "config_id": i, "config": c, "epochs": epochs,
+             "seed": seed, "family": family, "device": device, "threads": threads}
+            for t in suite_obj.task_names for i, c in enumerate(configs) if (t, i, seed) not in done
+        ]
+        if max_trials is not None:
+            trial_jobs = trial_jobs[:max_trials]
+        jobs += trial_jobs
+        total = len(suite_obj) * n_configs
+        n_done = sum((t, i, seed) in done for t in suite_obj.task_names for i in range(n_configs))
+        bar = tqdm(total=total, initial=n_done, desc=f"collect {suite_obj.name}", unit="trial", disable=not progress)
+        statuses: dict[str, int] = {}
+
+        def record(res: dict[str, Any]) -> None:
+            if res["kind"] == "metafeatures":
+                if "metafeatures" not in res:
+                    raise StoreError(f"meta-features of task '{res['task']}' failed: {res.get('error')}")
+                st.add_task(res["task"], suite_obj.split_of(res["task"]), suite_obj.specs[res["task"]].to_dict(), res["metafeatures"])
+                return
+            st.add_trial(res["task"], res["config_id"], res["seed"], res)
+            statuses[res["status"]] = statuses.get(res["status"], 0) + 1
+            bar.update(1)
+
+        for res in _run_jobs(jobs, workers, scheduler):
+            record(res)
+        bar.close()
+    finally:
+        st.close()
+    return CollectReport(Path(store), len(suite_obj), n_configs, total, len(trial_jobs),
+                         n_done, time.perf_counter() - t0, statuses)
+
+
+def _run_jobs(jobs: list[dict[str, Any]], workers: int, scheduler: str | None) -> Iterator[dict[str, Any]]:
+    """Yield job results in completion order: in-process, or on Dask (only the driver writes)."""
+    if scheduler is None and workers <= 1:
+        for job in jobs:
+            yield evaluate_job(job)
+        return
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs="error")
+        client = Client(cluster)
+    else:
+        client = Client(scheduler)
+    try:
+        # Bounded in-flight window: memory stays flat however many trials there are.
+        window = max(4, 4 * max(1, len(client.scheduler_info().get("workers", {})) or workers))
+        it = iter(jobs)
+        pending = {client.submit(evaluate_job, j, pure=False): j for j in _take(it, window)}
+        ac = as_completed(list(pending))
+        for fut in ac:
+            job = pending.pop(fut)
+            try:
+                res = fut.result()
+            except Exception as err:  # a worker died: record the trial as failed, go on
+                res = {"kind": job["kind"], "task": job["task"], "config_id": job.get("config_id"),
+                       "seed": job.get("seed"), "status": "failed", "error": f"{type(err).__name__}: {err}"}
+            fut.release()
+            yield res
+            for j in _take(it, 1):
+                nxt = client.submit(evaluate_job, j, pure=False)
+                pending[nxt] = j
+                ac.add(nxt)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _take(it: Iterator[Any], n: int) -> list[Any]:
+    out = []
+    for _ in range(n):
+        try:
+            out.append(next(it))
+        except StopIteration:
+            break
+    return out
+
+
+# ---------------------------------------------------------------- tidy tables: export / import
+REQUIRED_COLUMNS = ("task", "objective")
+_LIST_COLUMNS = ("curve", "val_loss_curve")
+
+
+def export_tables(store: str | os.PathLike, out: str | os.PathLike, fmt: str = "csv") -> dict[str, Path]:
+    """Write the tidy tables of a store into the folder ``out``.
+
+    Files: ``trials.<fmt>`` (one row per task x configuration), ``tasks.<fmt>``
+    (task + meta-features) and ``provenance.<fmt>`` (task, split, generator recipe).
+
+    Args:
+        store: the SQLite store.
+        out: output folder (created).
+        fmt: ``csv`` (list columns as JSON text) or ``parquet`` (native list columns).
+
+    Returns:
+        ``{"trials": path, "tasks": path, "provenance": path}``.
+    """
+    if fmt not in ("csv", "parquet"):
+        raise TableError(f"export: --format must be csv or parquet (got '{fmt}')")
+    with MetaDatasetStore(store) as st:
+        tables = {"trials": st.trials_table(), "tasks": st.tasks_table(), "provenance": st.provenance_table()}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, df in tables.items():
+        path = out / f"{name}.{fmt}"
+        if fmt == "csv":
+            df = df.copy()
+            for col in _LIST_COLUMNS:
+                if col in df:
+                    df[col] = df[col].map(json.dumps)
+            df.to_csv(path, index=False)
+        else:
+            df.to_parquet(path, index=False)
+        paths[name] = path
+    return paths
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a CSV (optionally ``.gz``) or Parquet file, parsing JSON list columns of CSVs."""
+    path = Path(path)
+    if not path.exists():
+        raise TableError(f"table '{path}' does not exist")
+    try:
+        if path.suffix == ".parquet":
+            df = pd.read_parquet(path)
+            for col in _LIST_COLUMNS:
+                if col in df:
+                    df[col] = df[col].map(lambda v: [float(x) for x in v] if v is not None else [])
+        else:
+            df = pd.read_csv(path)
+            for col in _LIST_COLUMNS:
+                if col in df:
+                    df[col] = df[col].map(lambda v: json.loads(v) if isinstance(v, str) else [])
+    except (ValueError, OSError, json.JSONDecodeError) as err:
+        raise TableError(f"table '{path}' cannot be read ({type(err).__name__}: {err})") from err
+    return df
+
+
+def load_table(path: str | os.PathLike | pd.DataFrame, task_col: str = "task", objective: str = "objective") -> pd.DataFrame:
+    """Load a tidy meta-dataset table (CSV/Parquet or a DataFrame) and check its contract.
+
+    Renames ``task_col``/``objective`` to ``task``/``objective``; fills ``status`` with ``ok``
+    where absent, so a user's own results plug in unchanged.
+
+    Raises:
+        TableError: a missing column, or a status outside ``ok``/``diverged``/``failed``.
+    """
+    df = path.copy() if isinstance(path, pd.DataFrame) else read_table(path)
+    for col in (task_col, objective):
+        if col not in df.columns:
+            raise TableError(f"table: missing column '{col}' (columns: {', '.join(map(str, df.columns))})")
+    df = df.rename(columns={task_col: "task", objective: "objective"})
+    df["task"] = df["task"].astype(str)
+    if "status" not in df:
+        df["status"] = np.where(df["objective"].notna(), "ok", "failed")
+    bad = sorted(set(df["status"]) - set(STATUSES))
+    if bad:
+        raise TableError(f"table: column 'status' has values {bad}; allowed: {', '.join(STATUSES)}")
+    return df
+
+
+def load_task_table(path: str | os.PathLike | pd.DataFrame, task_col: str = "task") -> pd.DataFrame:
+    """Load a task meta-feature table (``task`` + numeric meta-feature columns), indexed by task."""
+    df = path.copy() if isinstance(path, pd.DataFrame) else read_table(path)
+    if task_col not in df.columns:
+        raise TableError(f"task table: missing column '{task_col}'")
+    df = df.rename(columns={task_col: "task"})
+    df["task"] = df["task"].astype(str)
+    nonnum = [c for c in df.columns if c != "task" and not pd.api.types.is_numeric_dtype(df[c])]
+    if nonnum:
+        raise TableError(f"task table: meta-feature column(s) {nonnum} are not numeric")
+    return df.set_index("task")

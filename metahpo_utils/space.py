@@ -1,0 +1,240 @@
+"""Search spaces over ``optuna.distributions`` with an encoding to the unit cube.
+
+Every strategy and the collection work in the unit cube ``[0, 1]^d``; the
+space maps points there to configurations (dicts) and back.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+    distribution_to_json,
+    json_to_distribution,
+)
+
+
+class SpaceError(ValueError):
+    """Invalid search-space definition or configuration."""
+
+
+def _check(name: str, dist: BaseDistribution) -> None:
+    if isinstance(dist, (FloatDistribution, IntDistribution)):
+        if not dist.low < dist.high:
+            raise SpaceError(f"space: hyperparameter '{name}' needs low < high (got low={dist.low}, high={dist.high})")
+        if dist.log and dist.low <= 0:
+            raise SpaceError(f"space: hyperparameter '{name}' is log-scaled and needs low > 0 (got low={dist.low})")
+        if isinstance(dist, FloatDistribution) and dist.step is not None and dist.log:
+            raise SpaceError(f"space: hyperparameter '{name}' cannot have both step and log")
+    elif isinstance(dist, CategoricalDistribution):
+        if len(dist.choices) < 1:
+            raise SpaceError(f"space: hyperparameter '{name}' has no choices")
+    else:
+        raise SpaceError(f"space: hyperparameter '{name}' has unsupported distribution {type(dist).__name__}")
+
+
+def float_param(low: float, high: float, log: bool = False) -> FloatDistribution:
+    """A float hyperparameter; bounds are validated by :class:`SearchSpace`."""
+    # Construct without optuna's own checks so our error (naming the parameter) is the one users see.
+    dist = FloatDistribution.__new__(FloatDistribution)
+    dist.low, dist.high, dist.log, dist.step = float(low), float(high), bool(log), None
+    return dist
+
+
+def int_param(low: int, high: int, log: bool = False) -> IntDistribution:
+    """An integer hyperparameter (step 1); bounds are validated by :class:`SearchSpace`."""
+    dist = IntDistribution.__new__(IntDistribution)
+    dist.low, dist.high, dist.log, dist.step = int(low), int(high), bool(log), 1
+    return dist
+
+
+def _int_bounds(dist: IntDistribution) -> tuple[float, float]:
+    """Encoding range of an integer: equal-width bins so every integer is equally likely."""
+    lo, hi = dist.low - 0.5, dist.high + 0.5
+    if dist.log:
+        return math.log(lo if lo > 0 else dist.low), math.log(hi)
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """An ordered mapping name -> optuna distribution.
+
+    Args:
+        params: hyperparameter name -> ``FloatDistribution`` / ``IntDistribution`` /
+            ``CategoricalDistribution``. Order defines the unit-cube dimensions.
+    """
+
+    params: Mapping[str, BaseDistribution]
+
+    def __post_init__(self) -> None:
+        if not self.params:
+            raise SpaceError("space: no hyperparameters given")
+        for name, dist in self.params.items():
+            _check(name, dist)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.params)
+
+    @property
+    def dim(self) -> int:
+        return len(self.params)
+
+    # ---- unit-cube encoding -------------------------------------------------
+    def decode(self, u: np.ndarray) -> dict[str, Any]:
+        """Map a point of ``[0, 1]^d`` to a configuration."""
+        u = np.clip(np.asarray(u, dtype=float), 0.0, 1.0)
+        if u.shape != (self.dim,):
+            raise SpaceError(f"space: expected a point of dimension {self.dim}, got shape {u.shape}")
+        config: dict[str, Any] = {}
+        for x, (name, dist) in zip(u, self.params.items()):
+            if isinstance(dist, CategoricalDistribution):
+                k = len(dist.choices)
+                config[name] = dist.choices[min(int(x * k), k - 1)]
+            elif isinstance(dist, IntDistribution):
+                # Equal-width bins over [low - .5, high + .5] so every integer is equally likely.
+                lo, hi = _int_bounds(dist)
+                val = lo + x * (hi - lo)
+                if dist.log:
+                    val = math.exp(val)
+                config[name] = int(min(max(round(val), dist.low), dist.high))
+            else:
+                if dist.log:
+                    lo, hi = math.log(dist.low), math.log(dist.high)
+                    config[name] = float(math.exp(lo + x * (hi - lo)))
+                else:
+                    config[name] = float(dist.low + x * (dist.high - dist.low))
+        return config
+
+    def encode(self, config: Mapping[str, Any]) -> np.ndarray:
+        """Map a configuration to the unit cube (categoricals to their bin centre)."""
+        missing = [n for n in self.params if n not in config]
+        if missing:
+            raise SpaceError(f"space: configuration lacks hyperparameter(s) {missing}")
+        out = np.empty(self.dim)
+        for i, (name, dist) in enumerate(self.params.items()):
+            v = config[name]
+            if isinstance(dist, CategoricalDistribution):
+                if v not in dist.choices:
+                    raise SpaceError(f"space: '{name}'={v!r} is not one of {list(dist.choices)}")
+                k = len(dist.choices)
+                out[i] = (dist.choices.index(v) + 0.5) / k
+            elif isinstance(dist, IntDistribution):
+                lo, hi = _int_bounds(dist)
+                x = math.log(float(v)) if dist.log else float(v)
+                out[i] = (x - lo) / (hi - lo)
+            else:
+                if dist.log:
+                    out[i] = (math.log(float(v)) - math.log(dist.low)) / (math.log(dist.high) - math.log(dist.low))
+                else:
+                    out[i] = (float(v) - dist.low) / (dist.high - dist.low)
+        return np.clip(out, 0.0, 1.0)
+
+    def design(self, n: int, seed: int = 0, method: str = "sobol") -> list[dict[str, Any]]:
+        """A space-filling design of ``n`` configurations.
+
+        Args:
+            n: number of configurations.
+            seed: scrambling seed (the same seed gives the same design).
+            method: ``"sobol"`` (scrambled Sobol), ``"lhs"`` (Latin hypercube) or ``"random"``.
+        """
+        from scipy.stats import qmc
+
+        if n < 1:
+            raise SpaceError(f"design: need at least one configuration (got {n})")
+        if method == "sobol":
+            pts = qmc.Sobol(self.dim, scramble=True, seed=seed).random(n)
+        elif method == "lhs":
+            pts = qmc.LatinHypercube(self.dim, seed=seed).random(n)
+        elif method == "random":
+            pts = np.random.default_rng(seed).random((n, self.dim))
+        else:
+            raise SpaceError(f"design: unknown method '{method}' (use sobol, lhs or random)")
+        return [self.decode(p) for p in pts]
+
+    # ---- serialisation ----------------------------------------------------
+    def to_json(self) -> str:
+        # Parameter order is meaningful (cube dimensions); attribute order is canonicalised.
+        return json.dumps({n: json.loads(json.dumps(json.loads(distribution_to_json(d)), sort_keys=True))
+                           for n, d in self.params.items()})
+
+    @classmethod
+    def from_json(cls, text: str) -> "SearchSpace":
+        """Parse :meth:`to_json` output, or the short form
+        ``{"lr": {"type": "float", "low": 1e-4, "high": 1, "log": true},
+        "opt": {"type": "categorical", "choices": ["sgd", "adamw"]}}``."""
+        try:
+            raw = json.loads(text)
+        except ValueError as err:
+            raise SpaceError(f"space: not valid JSON ({err})") from err
+        if not isinstance(raw, dict):
+            raise SpaceError("space: expected a JSON object of name -> distribution")
+        return cls({name: _parse_param(name, d) for name, d in raw.items()})
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SearchSpace) and self.to_json() == other.to_json()
+
+    def __hash__(self) -> int:
+        return hash(self.to_json())
+
+
+def _parse_param(name: str, d: Any) -> BaseDistribution:
+    if not isinstance(d, dict):
+        raise SpaceError(f"space: hyperparameter '{name}' must be a JSON object")
+    if "type" in d:
+        kind = d["type"]
+        try:
+            if kind == "float":
+                return float_param(d["low"], d["high"], d.get("log", False))
+            if kind == "int":
+                return int_param(d["low"], d["high"], d.get("log", False))
+            if kind == "categorical":
+                return CategoricalDistribution(list(d["choices"]))
+        except KeyError as err:
+            raise SpaceError(f"space: hyperparameter '{name}' lacks field {err}") from err
+        raise SpaceError(f"space: hyperparameter '{name}' has unknown type '{kind}' (float, int, categorical)")
+    try:
+        attrs = d["attributes"]
+        if d["name"] == "FloatDistribution" and attrs.get("step") is None:
+            return float_param(attrs["low"], attrs["high"], attrs.get("log", False))
+        if d["name"] == "IntDistribution" and attrs.get("step", 1) == 1:
+            return int_param(attrs["low"], attrs["high"], attrs.get("log", False))
+        return json_to_distribution(json.dumps(d))
+    except (KeyError, ValueError, TypeError) as err:
+        raise SpaceError(f"space: hyperparameter '{name}' is not a valid distribution ({err})") from err
+
+
+def load_space(path: str | os.PathLike) -> SearchSpace:
+    """Read a search space from a JSON file (see :meth:`SearchSpace.from_json`)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise SpaceError(f"space: cannot read '{path}' ({err.strerror})") from err
+    return SearchSpace.from_json(text)
+
+
+def default_space() -> SearchSpace:
+    """The default space of the built-in suites (optimiser, regularisation, architecture)."""
+    return SearchSpace(
+        {
+            "lr": float_param(1e-4, 1.0, log=True),
+            "weight_decay": float_param(1e-6, 1e-1, log=True),
+            "batch_size": CategoricalDistribution([16, 32, 64, 128]),
+            "width": int_param(16, 256, log=True),
+            "depth": int_param(1, 3),
+            "dropout": float_param(0.0, 0.5),
+            "optimizer": CategoricalDistribution(["sgd", "adamw"]),
+            "momentum": float_param(0.5, 0.99),
+        }
+    )

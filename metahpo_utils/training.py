@@ -1,0 +1,218 @@
+"""Training and evaluation of one configuration on one task, multi-task training and transfer.
+
+Deterministic given a seed (parameter init, shuffling, dropout), records the
+per-epoch learning curve and wall time, and stops a diverging run (non-finite or
+exploding loss) with ``status="diverged"`` instead of crashing.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data.tasks import Task
+from .models import Classifier, MultiTaskModel, build_model, freeze_blocks
+
+#: A batch loss above this (or non-finite) marks the run as diverged.
+DIVERGENCE_LOSS = 100.0
+
+
+@dataclass
+class TrialResult:
+    """Outcome of training one configuration.
+
+    Attributes:
+        objective: validation accuracy after the last epoch (higher is better). For a
+            diverged run: the accuracy of predicting the majority class (what a useless model earns).
+        test_objective: test accuracy, same convention.
+        status: ``ok`` or ``diverged`` (``failed`` is set by the collector on an exception).
+        curve: per-epoch validation accuracy (shorter than ``epochs`` if it diverged).
+        val_loss / train_loss: per-epoch validation loss and mean training loss.
+        cost_s: wall time of training and evaluation.
+        model: the trained model (not stored).
+    """
+
+    objective: float
+    test_objective: float
+    status: str
+    curve: list[float]
+    val_loss: list[float]
+    train_loss: list[float]
+    cost_s: float
+    model: nn.Module | None = field(default=None, repr=False)
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None``/``"auto"``: CUDA when available, else CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def make_optimizer(params: Any, config: Mapping[str, Any]) -> torch.optim.Optimizer:
+    """SGD with momentum or AdamW (``momentum`` is beta1) from a configuration."""
+    lr = float(config.get("lr", 1e-2))
+    wd = float(config.get("weight_decay", 0.0))
+    mom = float(config.get("momentum", 0.9))
+    opt = config.get("optimizer", "adamw")
+    if opt == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=mom, weight_decay=wd)
+    if opt == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=(mom, 0.999), weight_decay=wd)
+    raise ValueError(f"config: unknown optimizer '{opt}' (use sgd or adamw)")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch: int = 2048) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy of ``model`` on ``(X, y)``."""
+    model.eval()
+    correct, loss = 0, 0.0
+    for i in range(0, len(y), batch):
+        logits = model(X[i:i + batch])
+        loss += F.cross_entropy(logits, y[i:i + batch], reduction="sum").item()
+        correct += (logits.argmax(1) == y[i:i + batch]).sum().item()
+    return correct / len(y), loss / len(y)
+
+
+def _majority_accuracy(y_train: torch.Tensor, y: torch.Tensor) -> float:
+    return (y == torch.bincount(y_train).argmax()).float().mean().item()
+
+
+def fit(model: nn.Module, task: Task, config: Mapping[str, Any], epochs: int, seed: int,
+        device: torch.device, params: Any = None) -> TrialResult:
+    """Train ``model`` on ``task`` with the optimiser settings of ``config``; see :func:`train_config`."""
+    t0 = time.perf_counter()
+    model.to(device)
+    Xtr, ytr = task.X_train.to(device), task.y_train.to(device)
+    Xva, yva = task.X_val.to(device), task.y_val.to(device)
+    Xte, yte = task.X_test.to(device), task.y_test.to(device)
+    opt = make_optimizer(params if params is not None else [p for p in model.parameters() if p.requires_grad], config)
+    bs = int(config.get("batch_size", 32))
+    g = torch.Generator().manual_seed(seed + 1)
+    curve, val_loss, train_loss = [], [], []
+    status = "ok"
+    for _ in range(epochs):
+        model.train()
+        perm = torch.randperm(len(ytr), generator=g).to(device)
+        total, seen = 0.0, 0
+        for i in range(0, len(perm), bs):
+            idx = perm[i:i + bs]
+            loss = F.cross_entropy(model(Xtr[idx]), ytr[idx])
+            lv = loss.item()
+            if not math.isfinite(lv) or lv > DIVERGENCE_LOSS:
+                status = "diverged"
+                break
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += lv * len(idx)
+            seen += len(idx)
+        if status == "diverged":
+            break
+        acc, vl = evaluate(model, Xva, yva)
+        if not math.isfinite(vl):
+            status = "diverged"
+            break
+        curve.append(acc)
+        val_loss.append(vl)
+        train_loss.append(total / max(seen, 1))
+    if status == "ok":
+        objective = curve[-1]
+        test_objective = evaluate(model, Xte, yte)[0]
+    else:
+        objective = _majority_accuracy(task.y_train, task.y_val)
+        test_objective = _majority_accuracy(task.y_train, task.y_test)
+    return TrialResult(objective, test_objective, status, curve, val_loss, train_loss,
+                       time.perf_counter() - t0, model)
+
+
+def train_config(task: Task, config: Mapping[str, Any], epochs: int = 10, seed: int = 0,
+                 family: str = "mlp", device: str | torch.device | None = None) -> TrialResult:
+    """Train and evaluate one configuration on one task.
+
+    Args:
+        task: the task (train / val / test tensors).
+        config: hyperparameters (``lr``, ``weight_decay``, ``batch_size``, ``width``, ``depth``,
+            ``dropout``, ``optimizer``, ``momentum``); missing ones take defaults.
+        epochs: training epochs.
+        seed: seed of initialisation, shuffling and dropout.
+        family: model family (``mlp``, ``cnn2d``, ``cnn1d``).
+        device: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"``.
+
+    Returns:
+        The :class:`TrialResult`, with the trained model in ``.model``.
+    """
+    torch.manual_seed(seed)
+    model = build_model(family, task.input_shape, task.n_classes, config)
+    return fit(model, task, config, epochs, seed, resolve_device(device))
+
+
+# ---------------------------------------------------------------- multi-task and transfer
+def train_multitask(tasks: Sequence[Task], config: Mapping[str, Any], epochs: int = 10, seed: int = 0,
+                    family: str = "mlp", device: str | torch.device | None = None) -> tuple[MultiTaskModel, list[list[float]]]:
+    """Train a shared trunk with one head per task on L_MTL = sum over tasks of each task's loss.
+
+    Each step draws one mini-batch from every task, passes it through the shared
+    trunk and that task's own head, and sums the cross-entropies against that
+    task's own labels.
+
+    Returns:
+        The model and per-task validation-accuracy curves ``[task][epoch]``.
+    """
+    if len({t.input_shape for t in tasks}) != 1:
+        raise ValueError("multitask: all tasks must share one input shape (same base dataset)")
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    proto = build_model(family, tasks[0].input_shape, 2, config)
+    model = MultiTaskModel(proto.trunk, proto.feature_dim, [t.n_classes for t in tasks]).to(dev)
+    opt = make_optimizer(model.parameters(), config)
+    bs = int(config.get("batch_size", 32))
+    g = torch.Generator().manual_seed(seed + 1)
+    data = [(t.X_train.to(dev), t.y_train.to(dev)) for t in tasks]
+    steps = max(math.ceil(len(y) / bs) for _, y in data)
+    curves: list[list[float]] = [[] for _ in tasks]
+    for _ in range(epochs):
+        model.train()
+        perms = [torch.randperm(len(y), generator=g) for _, y in data]
+        for s in range(steps):
+            loss = torch.zeros((), device=dev)
+            for t, ((X, y), perm) in enumerate(zip(data, perms)):
+                idx = perm[(s * bs) % len(y):(s * bs) % len(y) + bs].to(dev)  # smaller tasks cycle
+                loss = loss + F.cross_entropy(model(X[idx], t), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        for t, task in enumerate(tasks):
+            head = _HeadView(model, t)
+            curves[t].append(evaluate(head, task.X_val.to(dev), task.y_val.to(dev))[0])
+    return model, curves
+
+
+class _HeadView(nn.Module):
+    """A single-task view of a :class:`MultiTaskModel` (shares its parameters)."""
+
+    def __init__(self, model: MultiTaskModel, task: int):
+        super().__init__()
+        self.model, self.task = model, task
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x, self.task)
+
+
+def finetune(trunk: nn.Sequential, feature_dim: int, task: Task, config: Mapping[str, Any],
+             n_frozen: int = 0, epochs: int = 10, seed: int = 0,
+             device: str | torch.device | None = None) -> TrialResult:
+    """Transfer: copy a pretrained trunk, add a fresh head, freeze the first ``n_frozen`` blocks
+    and fine-tune the rest on the target task (L_TL: the target's loss, with ``config['lr']``
+    as the fine-tuning learning rate).
+    """
+    torch.manual_seed(seed)
+    model = Classifier(copy.deepcopy(trunk), feature_dim, task.n_classes)
+    freeze_blocks(model.trunk, n_frozen)
+    return fit(model, task, config, epochs, seed, resolve_device(device))
