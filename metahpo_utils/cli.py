@@ -14,7 +14,7 @@ from typing import Sequence
 from .data.datasets import DatasetError
 from .data.tasks import SPLITS, SUITES, TaskError, build_suite
 from .data.torchvision_sets import DatasetNotFoundError
-from .metadataset import StoreError, TableError, collect, export_tables
+from .metadataset import EXPORT_FORMATS, StoreError, TableError, best_config_summary, collect, export_tables, load_exported
 from .models import FAMILIES, ModelError
 from .space import SpaceError, default_space, load_space
 
@@ -50,6 +50,7 @@ def _suite_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the suite (and design and trials)")
     p.add_argument("--ways", type=_ways, default=None, help="classes per task: K or MIN:MAX (default 2..all)")
     p.add_argument("--root", default=None, help="root folder of a torchvision base dataset")
+    p.add_argument("--download", action="store_true", help="let torchvision download a missing base dataset into --root")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,14 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--design", choices=("sobol", "lhs", "random"), default="sobol")
     p.add_argument("--model", choices=FAMILIES, default=None, help="model family (default: the suite's)")
     p.add_argument("--space", default=None, help="search space JSON (default: the built-in space)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--max-trials", type=_positive, default=None, help="stop after this many new trials (re-run to continue)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("export", help="write the tidy tables (trials, tasks, provenance) of a store")
     p.add_argument("--store", required=True, help="SQLite store")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default="csv")
 
     p = sub.add_parser("reproduce", help="the main job on the embedded default data (suite + meta-dataset)")
     p.add_argument("--out", default="runs", help="output folder (default runs/)")
@@ -92,7 +93,7 @@ def _cmd_suite(a: argparse.Namespace) -> int:
 
     from .data.metafeatures import compute_metafeatures
 
-    suite = build_suite(a.suite, n_tasks=a.tasks, seed=a.seed, root=a.root, ways=a.ways)
+    suite = build_suite(a.suite, n_tasks=a.tasks, seed=a.seed, root=a.root, ways=a.ways, download=a.download)
     rows = []
     for name in suite.task_names:
         split = suite.split_of(name)
@@ -118,7 +119,7 @@ def _cmd_suite(a: argparse.Namespace) -> int:
 
 def _print_report(rep) -> None:  # noqa: ANN001
     print(f"store {rep.store}: {rep.n_tasks} tasks x {rep.n_configs} configs = {rep.trials_total} trials; "
-          f"ran {rep.trials_run}, skipped {rep.trials_skipped} finished; statuses {rep.statuses}; "
+          f"ran {rep.trials_run}, skipped {rep.trials_skipped} finished; new trials {rep.statuses}; "
           f"{rep.wall_s:.1f} s ({rep.trials_per_s:.2f} trials/s)")
 
 
@@ -126,7 +127,7 @@ def _cmd_collect(a: argparse.Namespace) -> int:
     space = load_space(a.space) if a.space else default_space()
     rep = collect(a.suite, n_tasks=a.tasks, n_configs=a.configs, epochs=a.epochs, store=a.store, seed=a.seed,
                   workers=a.workers, scheduler=a.scheduler, design=a.design, family=a.model, space=space,
-                  root=a.root, ways=a.ways, progress=not a.no_progress, device=a.device, max_trials=a.max_trials)
+                  root=a.root, ways=a.ways, download=a.download, progress=not a.no_progress, device=a.device, max_trials=a.max_trials)
     _print_report(rep)
     return 0
 
@@ -149,10 +150,18 @@ def _cmd_reproduce(a: argparse.Namespace) -> int:
     print(f"meta-dataset store: {store}")
     for name, path in paths.items():
         print(f"tidy table {name}: {path}")
+    tables = load_exported(out / r["suite"])
+    best = best_config_summary(tables.trials, tables.provenance)
+    statuses = tables.trials["status"].value_counts().to_dict()
     summary = out / r["suite"] / "collection.json"
     summary.write_text(json.dumps({"suite": r["suite"], "n_tasks": rep.n_tasks, "n_configs": rep.n_configs,
-                                   "epochs": r["epochs"], "trials": rep.trials_total, "ran": rep.trials_run,
-                                   "wall_s": round(rep.wall_s, 1), "statuses": rep.statuses}, indent=2))
+                                   "epochs": r["epochs"], "trials": rep.trials_total, "ran_now": rep.trials_run,
+                                   "wall_s_now": round(rep.wall_s, 1), "workers": a.workers, "statuses": statuses,
+                                   "sum_trial_cost_s": round(float(tables.trials["cost_s"].sum()), 1),
+                                   "best_config_spread": best}, indent=2))
+    print("how the best configuration moves across tasks:")
+    for k, v in best.items():
+        print(f"  {k}: {v}")
     print(f"summary: {summary}")
     return 0
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import os
 import sqlite3
@@ -228,6 +229,7 @@ def evaluate_job(job: dict[str, Any]) -> dict[str, Any]:
 
     from .training import train_config
 
+    prev_threads = torch.get_num_threads()
     torch.set_num_threads(int(job.get("threads", 1)))
     s = job["suite"]
     out: dict[str, Any] = {"kind": job["kind"], "task": job["task"]}
@@ -246,7 +248,30 @@ def evaluate_job(job: dict[str, Any]) -> dict[str, Any]:
         out.update(config_id=job.get("config_id"), seed=job.get("seed"), status="failed", objective=None,
                    test_objective=None, cost_s=None, curve=[], val_loss=[], train_loss=[],
                    error=f"{type(err).__name__}: {err}")
+    finally:
+        torch.set_num_threads(prev_threads)
     return out
+
+
+def recompute_trial(meta: dict[str, Any], task: str, config_id: int, root: str | None = None) -> dict[str, Any]:
+    """Train one (task, configuration) of a collection again from scratch, from its settings alone.
+
+    Args:
+        meta: the collection settings (``MetaDatasetStore.read_meta()`` or an export's ``meta.json``).
+        task: task name.
+        config_id: index in the collection's design.
+
+    Returns:
+        The result dict of :func:`evaluate_job`, plus the ``config`` that was trained.
+    """
+    space = SearchSpace.from_json(meta["space"])
+    config = space.design(meta["n_configs"], seed=meta["design_seed"], method=meta["design"])[config_id]
+    sfp = {k: meta[k] for k in ("suite", "seed", "n_tasks", "base")}
+    sfp.update(root=root, ways=meta.get("ways"))
+    res = evaluate_job({"kind": "trial", "suite": sfp, "task": task, "config_id": config_id, "config": config,
+                        "epochs": meta["epochs"], "seed": meta["trial_seed"], "family": meta["family"],
+                        "device": "cpu", "threads": 1})
+    return {**res, "config": config}
 
 
 # ---------------------------------------------------------------- collection
@@ -276,6 +301,11 @@ def collection_meta(suite: Suite, space: SearchSpace, n_configs: int, epochs: in
             "trial_seed": seed, "family": family}
 
 
+def _grows_design(key: str, old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """More configurations of a Sobol or random design extend it: the first n points stay the same."""
+    return key == "n_configs" and new.get("design") in ("sobol", "random") and new[key] > old[key]
+
+
 def open_for_collection(path: str | os.PathLike, meta: dict[str, Any]) -> MetaDatasetStore:
     """Open (or create) a store for a collection, refusing one made with other settings."""
     path = Path(path)
@@ -286,7 +316,7 @@ def open_for_collection(path: str | os.PathLike, meta: dict[str, Any]) -> MetaDa
                 old = {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")}
             except sqlite3.DatabaseError:
                 old = {}
-        diff = [k for k in meta if k in old and old[k] != meta[k]]
+        diff = [k for k in meta if k in old and old[k] != meta[k] and not _grows_design(k, old, meta)]
         if diff:
             k = diff[0]
             what = "space" if k == "space" else ("suite" if k in ("suite", "seed", "n_tasks", "base") else k)
@@ -301,14 +331,15 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
             store: str | os.PathLike = "runs/digits.sqlite", seed: int = 0, workers: int = 1,
             scheduler: str | None = None, design: str = "sobol", family: str | None = None,
             space: SearchSpace | None = None, root: str | None = None, ways: int | tuple[int, int] | None = None,
-            progress: bool = True,
-            device: str | None = "cpu", threads: int = 1, max_trials: int | None = None) -> CollectReport:
+            download: bool = False, progress: bool = True,
+            device: str | None = "auto", threads: int = 1, max_trials: int | None = None) -> CollectReport:
     """Evaluate every task of a suite on one space-filling design of configurations.
 
     Args:
         suite: suite name (or a built :class:`Suite`).
         n_tasks: tasks in the suite (default: the suite's).
-        n_configs: configurations in the design (the same for every task, so tasks compare).
+        n_configs: configurations in the design (the same for every task, so tasks compare). Raising it
+            on an existing store extends a Sobol or random design (its first points stay the same).
         epochs: training epochs per trial.
         store: SQLite file; re-running resumes it.
         seed: seed of the suite, the design and the trials.
@@ -319,8 +350,9 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
         space: search space (default: :func:`default_space`).
         root: root folder of a torchvision base dataset.
         ways: classes per task (int or (min, max)); default 2..all.
+        download: let torchvision download a missing base dataset (the driver does it before any trial).
         progress: show a ``tqdm.auto`` progress bar.
-        device: training device (``cpu`` default; ``auto`` takes CUDA when present).
+        device: training device (``auto``: CUDA when present, else CPU).
         threads: torch threads per trial.
         max_trials: stop after this many new trials (for demos; a re-run continues).
 
@@ -330,7 +362,7 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    suite_obj = suite if isinstance(suite, Suite) else build_suite(suite, n_tasks=n_tasks, seed=seed, root=root, ways=ways)
+    suite_obj = suite if isinstance(suite, Suite) else build_suite(suite, n_tasks=n_tasks, seed=seed, root=root, ways=ways, download=download)
     space = space or default_space()
     family = family or suite_obj.definition.model
     configs = space.design(n_configs, seed=seed, method=design)
@@ -379,6 +411,8 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
 
 def _run_jobs(jobs: list[dict[str, Any]], workers: int, scheduler: str | None) -> Iterator[dict[str, Any]]:
     """Yield job results in completion order: in-process, or on Dask (only the driver writes)."""
+    if not jobs:
+        return
     if scheduler is None and workers <= 1:
         for job in jobs:
             yield evaluate_job(job)
@@ -388,7 +422,7 @@ def _run_jobs(jobs: list[dict[str, Any]], workers: int, scheduler: str | None) -
     cluster = None
     if scheduler is None:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs="error")
+                               dashboard_address=None, silence_logs=logging.ERROR)
         client = Client(cluster)
     else:
         client = Client(scheduler)
@@ -428,7 +462,7 @@ def _take(it: Iterator[Any], n: int) -> list[Any]:
 
 
 # ---------------------------------------------------------------- tidy tables: export / import
-REQUIRED_COLUMNS = ("task", "objective")
+EXPORT_FORMATS = ("csv", "csv.gz", "parquet")
 _LIST_COLUMNS = ("curve", "val_loss_curve")
 
 
@@ -436,34 +470,40 @@ def export_tables(store: str | os.PathLike, out: str | os.PathLike, fmt: str = "
     """Write the tidy tables of a store into the folder ``out``.
 
     Files: ``trials.<fmt>`` (one row per task x configuration), ``tasks.<fmt>``
-    (task + meta-features) and ``provenance.<fmt>`` (task, split, generator recipe).
+    (task + meta-features), ``provenance.<fmt>`` (task, split, generator recipe) and
+    ``meta.json`` (the collection settings: suite, space, design, epochs, model family).
 
     Args:
         store: the SQLite store.
         out: output folder (created).
-        fmt: ``csv`` (list columns as JSON text) or ``parquet`` (native list columns).
+        fmt: ``csv`` (list columns as JSON text), ``csv.gz`` (the same, gzip, byte-reproducible)
+            or ``parquet`` (native list columns).
 
     Returns:
-        ``{"trials": path, "tasks": path, "provenance": path}``.
+        ``{"trials": path, "tasks": path, "provenance": path, "meta": path}``.
     """
-    if fmt not in ("csv", "parquet"):
-        raise TableError(f"export: --format must be csv or parquet (got '{fmt}')")
+    if fmt not in EXPORT_FORMATS:
+        raise TableError(f"export: --format must be one of {', '.join(EXPORT_FORMATS)} (got '{fmt}')")
     with MetaDatasetStore(store) as st:
         tables = {"trials": st.trials_table(), "tasks": st.tasks_table(), "provenance": st.provenance_table()}
+        meta = st.read_meta()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, df in tables.items():
         path = out / f"{name}.{fmt}"
-        if fmt == "csv":
+        if fmt == "parquet":
+            df.to_parquet(path, index=False)
+        else:
             df = df.copy()
             for col in _LIST_COLUMNS:
                 if col in df:
                     df[col] = df[col].map(json.dumps)
-            df.to_csv(path, index=False)
-        else:
-            df.to_parquet(path, index=False)
+            gz = {"method": "gzip", "mtime": 0} if fmt == "csv.gz" else None
+            df.to_csv(path, index=False, compression=gz)
         paths[name] = path
+    paths["meta"] = out / "meta.json"
+    paths["meta"].write_text(json.dumps(meta, indent=1, sort_keys=True))
     return paths
 
 
@@ -472,6 +512,8 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise TableError(f"table '{path}' does not exist")
+    if not path.is_file():
+        raise TableError(f"table '{path}' is not a file")
     try:
         if path.suffix == ".parquet":
             df = pd.read_parquet(path)
@@ -522,3 +564,85 @@ def load_task_table(path: str | os.PathLike | pd.DataFrame, task_col: str = "tas
     if nonnum:
         raise TableError(f"task table: meta-feature column(s) {nonnum} are not numeric")
     return df.set_index("task")
+
+
+# ---------------------------------------------------------------- the committed default meta-dataset
+RESOURCES = Path(__file__).resolve().parent / "resources"
+
+
+@dataclass
+class MetaTables:
+    """The tidy tables of one meta-dataset plus its collection settings."""
+
+    trials: pd.DataFrame
+    tasks: pd.DataFrame
+    provenance: pd.DataFrame
+    meta: dict[str, Any]
+
+    @property
+    def space(self) -> SearchSpace:
+        return SearchSpace.from_json(self.meta["space"])
+
+
+def load_exported(folder: str | os.PathLike) -> MetaTables:
+    """Load the folder written by :func:`export_tables` (any of its formats)."""
+    folder = Path(folder)
+    meta_path = folder / "meta.json"
+    if not meta_path.exists():
+        raise TableError(f"'{folder}' holds no meta.json (not an exported meta-dataset)")
+    fmt = next((f for f in EXPORT_FORMATS if (folder / f"trials.{f}").exists()), None)
+    if fmt is None:
+        raise TableError(f"'{folder}' holds no trials.csv, trials.csv.gz or trials.parquet")
+    return MetaTables(load_table(folder / f"trials.{fmt}"), read_table(folder / f"tasks.{fmt}"),
+                      read_table(folder / f"provenance.{fmt}"), json.loads(meta_path.read_text()))
+
+
+def default_metadataset(suite: str = "digits") -> MetaTables:
+    """The compact meta-dataset committed with the package (made by ``make reproduce`` and
+    ``export --format csv.gz``), so notebooks start without collecting."""
+    folder = RESOURCES / suite
+    if not folder.exists():
+        available = sorted(p.name for p in RESOURCES.iterdir() if p.is_dir()) if RESOURCES.exists() else []
+        raise TableError(f"no committed meta-dataset for suite '{suite}' (available: {available})")
+    return load_exported(folder)
+
+
+def best_config_summary(trials: pd.DataFrame, provenance: pd.DataFrame | None = None) -> dict[str, Any]:
+    """How much the best configuration moves across tasks (is there something to meta-learn?).
+
+    Args:
+        trials: tidy table with ``task``, ``config_id``, ``objective`` and hyperparameter columns.
+        provenance: optional task recipes (``task``, ``k``, ``n_per_class``, ``label_noise``, ``noise_std``).
+
+    Returns:
+        A dict: tasks, configs, distinct best configurations, the share of tasks won by the most
+        frequent best configuration, the range of the best learning rate (log10), the mean Spearman
+        correlation of configuration rankings between tasks, the mean normalized regret of the single
+        best-on-average configuration, and Spearman correlations of the best log-lr with task properties.
+    """
+    from scipy.stats import spearmanr
+
+    t = trials[trials["objective"].notna()]
+    piv = t.pivot_table(index="config_id", columns="task", values="objective")  # (configs, tasks)
+    best = t.loc[t.groupby("task")["objective"].idxmax()].set_index("task")
+    span = (piv.max() - piv.min()).replace(0, np.nan)
+    regret = ((piv.max() - piv) / span).mean(axis=1)
+    ranks = piv.rank().corr().to_numpy()
+    iu = np.triu_indices(len(ranks), 1)
+    out: dict[str, Any] = {
+        "tasks": int(piv.shape[1]), "configs": int(piv.shape[0]),
+        "distinct_best_configs": int(best["config_id"].nunique()),
+        "most_common_best_share": float(best["config_id"].value_counts().iloc[0] / len(best)),
+        "single_best_config_regret": float(regret.min()),
+        "mean_rank_correlation": float(np.nanmean(ranks[iu])),
+    }
+    if "lr" in best:
+        lr = np.log10(best["lr"].astype(float))
+        out.update(best_log10_lr_min=float(lr.min()), best_log10_lr_max=float(lr.max()), best_log10_lr_std=float(lr.std()))
+        if provenance is not None:
+            prov = provenance.set_index("task").reindex(best.index)
+            out["best_log10_lr_spearman"] = {
+                c: float(spearmanr(prov[c], lr)[0]) for c in ("k", "n_per_class", "label_noise", "noise_std")
+                if c in prov and prov[c].nunique() > 1
+            }
+    return out

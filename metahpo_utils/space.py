@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -153,7 +154,9 @@ class SearchSpace:
         if n < 1:
             raise SpaceError(f"design: need at least one configuration (got {n})")
         if method == "sobol":
-            pts = qmc.Sobol(self.dim, scramble=True, seed=seed).random(n)
+            with warnings.catch_warnings():  # balance is best at powers of 2, but any n is a valid design
+                warnings.simplefilter("ignore", UserWarning)
+                pts = qmc.Sobol(self.dim, scramble=True, seed=seed).random(n)
         elif method == "lhs":
             pts = qmc.LatinHypercube(self.dim, seed=seed).random(n)
         elif method == "random":

@@ -323,7 +323,7 @@ class Suite:
 
 
 def build_suite(name: str, n_tasks: int | None = None, seed: int = 0, root: str | None = None,
-                ways: int | tuple[int, int] | None = None,
+                ways: int | tuple[int, int] | None = None, download: bool = False,
                 split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> Suite:
     """Build a named suite deterministically.
 
@@ -333,6 +333,7 @@ def build_suite(name: str, n_tasks: int | None = None, seed: int = 0, root: str 
         seed: suite seed; task i gets a seed derived from (seed, i).
         root: root folder of a torchvision base dataset.
         ways: classes per task, an int or an inclusive (min, max) range (default 2..all classes).
+        download: let torchvision download a missing base dataset (off by default).
         split_fractions: meta-train / meta-val / meta-test fractions.
 
     Returns:
@@ -344,7 +345,7 @@ def build_suite(name: str, n_tasks: int | None = None, seed: int = 0, root: str 
     n = sdef.default_tasks if n_tasks is None else int(n_tasks)
     if n < 3:
         raise TaskError(f"suite: --tasks must be at least 3 to fill meta-train/val/test (got {n})")
-    base = load_dataset(sdef.base, root=root)
+    base = load_dataset(sdef.base, root=root, download=download)
     if ways is not None:
         ways = (int(ways), int(ways)) if isinstance(ways, (int, np.integer)) else (int(ways[0]), int(ways[1]))
         if ways[0] < 2 or ways[0] > ways[1]:
@@ -368,7 +369,8 @@ def build_suite(name: str, n_tasks: int | None = None, seed: int = 0, root: str 
     return Suite(name, seed, specs, splits, sdef, root, ways)
 
 
-def get_tasksets(name: str, n_tasks: int | None = None, seed: int = 0, root: str | None = None) -> dict[str, list[Task]]:
-    """Named splits of a suite as lists of built tasks (meta-train / meta-val / meta-test)."""
-    suite = build_suite(name, n_tasks=n_tasks, seed=seed, root=root)
+def get_tasksets(name: str, n_tasks: int | None = None, seed: int = 0, **kwargs: Any) -> dict[str, list[Task]]:
+    """Named splits of a suite as lists of built tasks (meta-train / meta-val / meta-test);
+    ``kwargs`` go to :func:`build_suite`."""
+    suite = build_suite(name, n_tasks=n_tasks, seed=seed, **kwargs)
     return {split: [suite.task(t) for t in names] for split, names in suite.splits.items()}

@@ -1,0 +1,56 @@
+"""The committed default meta-dataset: its contract, and a few rows recomputed from scratch."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from metahpo_utils.cli import REPRODUCE
+from metahpo_utils.metadataset import RESOURCES, best_config_summary, default_metadataset, recompute_trial
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return default_metadataset("digits")
+
+
+def test_committed_size_and_contract(tables):
+    size = sum(p.stat().st_size for p in (RESOURCES / "digits").iterdir())
+    assert size < 20 * 2**20
+    t = tables.trials
+    assert t["task"].nunique() >= 40 and t["config_id"].nunique() >= 64
+    assert len(t) == t["task"].nunique() * t["config_id"].nunique()  # complete grid, no duplicates
+    assert set(t["status"]) <= {"ok", "diverged", "failed"} and (t["status"] == "ok").mean() > 0.8
+    assert tables.meta["suite"] == REPRODUCE["suite"] and tables.meta["epochs"] == REPRODUCE["epochs"]
+    assert set(tables.tasks["task"]) == set(t["task"]) == set(tables.provenance["task"])
+    assert set(tables.space.names) < set(t.columns)
+
+
+def test_best_configuration_moves_across_tasks(tables):
+    s = best_config_summary(tables.trials, tables.provenance)
+    assert s["distinct_best_configs"] >= 5 and s["most_common_best_share"] < 0.5
+    assert s["best_log10_lr_max"] - s["best_log10_lr_min"] > 1.0  # best learning rates span over a decade
+    assert 0 < s["mean_rank_correlation"] < 1
+
+
+def test_rows_recompute_from_scratch(tables):
+    """Retrain a few rows from the recorded settings alone and compare.
+
+    Tolerance: accuracies may differ by at most one validation example and losses by 1e-4
+    (relative), since a different CPU's kernels can reorder float sums; on the machine that
+    made the file they match exactly.
+    """
+    t = tables.trials
+    diverged = t[t["status"] == "diverged"].head(1)
+    picks = [t.iloc[i] for i in (0, len(t) // 3, 2 * len(t) // 3 + 5)] + [r for _, r in diverged.iterrows()]
+    prov = tables.provenance.set_index("task")
+    for row in picks:
+        res = recompute_trial(tables.meta, row["task"], int(row["config_id"]))
+        for name in tables.space.names:
+            want, got = row[name], res["config"][name]
+            assert (got == pytest.approx(want, rel=1e-9)) if isinstance(got, float) else (str(got) == str(want))
+        n_val = prov.loc[row["task"], "n_val_per_class"] * prov.loc[row["task"], "k"]
+        assert res["status"] == row["status"]
+        assert abs(res["objective"] - row["objective"]) <= 1.0 / n_val + 1e-12
+        assert len(res["curve"]) == len(row["curve"])
+        np.testing.assert_allclose(res["curve"], row["curve"], atol=1.0 / n_val + 1e-12)
+        np.testing.assert_allclose(res["val_loss"], row["val_loss_curve"], rtol=1e-4)
