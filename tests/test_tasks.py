@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from metahpo_utils.data.tasks import PERTURBATION_RATES
 from metahpo_utils.data import (
     DatasetError, SUITES, Task, TaskError, TaskSpec, build_suite, get_tasksets, load_dataset, make_task,
 )
@@ -95,7 +96,15 @@ def test_named_suites_default_size_and_splits(name):
     ks = {len(s.classes) for s in specs}
     sizes = [s.n_per_class for s in specs]
     assert len(ks) >= 5 and max(sizes) / min(sizes) >= 5
-    assert sum(s.label_noise > 0 for s in specs) >= 5 and sum(s.label_noise == 0 for s in specs) >= 5
+    # each perturbation reaches exactly its share of tasks (a seeded permutation, not luck)
+    n = len(specs)
+    assert sum(s.label_noise > 0 for s in specs) == round(PERTURBATION_RATES["label_noise"] * n)
+    assert sum(s.noise_std > 0 for s in specs) == round(PERTURBATION_RATES["noise_std"] * n)
+    assert sum(s.imbalance > 1 for s in specs) == round(PERTURBATION_RATES["imbalance"] * n)
+    assert sum(s.rotation > 0 for s in specs) == (round(PERTURBATION_RATES["rotation"] * n) if name != "mnist1d" else 0)
+    clean = [s for s in specs if s.label_noise == 0 and s.noise_std == 0 and s.rotation == 0
+             and s.downsample == 1 and s.imbalance == 1]
+    assert len(clean) >= 5
     assert any(s.noise_std > 0 for s in specs) and any(s.downsample > 1 for s in specs) and any(s.imbalance > 1 for s in specs)
     t = suite.task(suite.splits["meta-test"][0])
     assert t.n_classes == len(suite.specs[t.name].classes)

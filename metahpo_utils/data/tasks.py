@@ -257,12 +257,34 @@ SUITES: dict[str, SuiteDef] = {
 }
 
 
-def sample_spec(base: BaseDataset, sdef: SuiteDef, seed: int, ways: tuple[int, int] | None = None) -> TaskSpec:
+#: Share of a suite's tasks that get each perturbation (assigned by a seeded permutation,
+#: so a suite of n tasks holds round(rate * n) of each, not a lucky or unlucky draw).
+PERTURBATION_RATES = {"label_noise": 0.4, "noise_std": 0.3, "rotation": 0.25, "downsample": 0.2, "imbalance": 0.25}
+
+
+def perturbation_flags(n_tasks: int, seed: int, image: bool = True) -> list[dict[str, bool]]:
+    """Which tasks of a suite get which perturbation: exactly round(rate * n) tasks each."""
+    rng = np.random.default_rng([seed, 7919])
+    flags = [dict.fromkeys(PERTURBATION_RATES, False) for _ in range(n_tasks)]
+    for name, rate in PERTURBATION_RATES.items():
+        if name == "rotation" and not image:
+            continue
+        for i in rng.permutation(n_tasks)[: int(round(rate * n_tasks))]:
+            flags[i][name] = True
+    return flags
+
+
+def sample_spec(base: BaseDataset, sdef: SuiteDef, seed: int, ways: tuple[int, int] | None = None,
+                flags: dict[str, bool] | None = None) -> TaskSpec:
     """Draw one task recipe: k-way subset, size, label noise, corruption, imbalance.
 
-    About half the tasks are clean; the others get one or more of label noise,
-    Gaussian noise, rotation, downsampling and imbalance, so the population spans
-    small/large and clean/noisy problems.
+    Args:
+        base: the base dataset.
+        sdef: suite defaults (split sizes, size range, corruption ranges).
+        seed: the task's seed.
+        ways: inclusive range of classes per task (default 2..all).
+        flags: which perturbations to apply (see :func:`perturbation_flags`); drawn
+            independently at :data:`PERTURBATION_RATES` when omitted.
     """
     rng = np.random.default_rng(seed)
     lo, hi_k = ways or (2, base.n_classes)
@@ -273,14 +295,18 @@ def sample_spec(base: BaseDataset, sdef: SuiteDef, seed: int, ways: tuple[int, i
     if hi < sdef.min_per_class:
         raise TaskError(f"suite: '{base.name}' has too few examples per class for validation/test splits")
     n = int(round(math.exp(rng.uniform(math.log(sdef.min_per_class), math.log(hi)))))
-    label_noise = float(rng.uniform(0.05, 0.4)) if rng.random() < 0.35 else 0.0
-    noise_std = float(rng.uniform(0.1, 1.0) * sdef.max_noise) if rng.random() < 0.3 else 0.0
-    rotation = float(rng.uniform(10.0, sdef.max_rotation)) if (base.kind == "image" and rng.random() < 0.25) else 0.0
-    downsample = 2 if rng.random() < 0.2 else 1
-    imbalance = float(rng.uniform(2.0, 8.0)) if rng.random() < 0.25 else 1.0
+    drawn = {name: bool(rng.random() < rate) for name, rate in PERTURBATION_RATES.items()}
+    on = flags if flags is not None else drawn
+    label_noise = float(rng.uniform(0.05, 0.4))
+    noise_std = float(rng.uniform(0.1, 1.0) * sdef.max_noise)
+    rotation = float(rng.uniform(10.0, sdef.max_rotation))
+    imbalance = float(rng.uniform(2.0, 8.0))
     return TaskSpec(base.name, classes, n, sdef.n_val_per_class, sdef.n_test_per_class,
-                    round(label_noise, 4), round(noise_std, 4), round(rotation, 2), downsample,
-                    round(imbalance, 3), int(seed))
+                    round(label_noise, 4) if on["label_noise"] else 0.0,
+                    round(noise_std, 4) if on["noise_std"] else 0.0,
+                    round(rotation, 2) if on["rotation"] and base.kind == "image" else 0.0,
+                    2 if on["downsample"] else 1,
+                    round(imbalance, 3) if on["imbalance"] else 1.0, int(seed))
 
 
 @dataclass
@@ -353,9 +379,10 @@ def build_suite(name: str, n_tasks: int | None = None, seed: int = 0, root: str 
         if ways[1] > base.n_classes:
             raise TaskError(f"suite: k-way={ways[1]} is larger than the {base.n_classes} classes of '{base.name}'")
     specs: dict[str, TaskSpec] = {}
+    flags = perturbation_flags(n, seed, image=base.kind == "image")
     for i in range(n):
         task_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
-        specs[f"{name}-{i:03d}"] = sample_spec(base, sdef, task_seed, ways)
+        specs[f"{name}-{i:03d}"] = sample_spec(base, sdef, task_seed, ways, flags[i])
     names = list(specs)
     order = np.random.default_rng(seed).permutation(n)
     n_val = max(1, int(round(split_fractions[1] * n)))
