@@ -14,11 +14,11 @@ from typing import Sequence
 from .data.datasets import DatasetError
 from .data.tasks import SPLITS, SUITES, TaskError, build_suite
 from .data.torchvision_sets import DatasetNotFoundError
-from .metadataset import EXPORT_FORMATS, StoreError, TableError, best_config_summary, collect, export_tables, load_exported
+from .metadataset import EXPORT_FORMATS, CollectError, StoreError, TableError, best_config_summary, collect, export_tables, load_exported
 from .models import FAMILIES, ModelError
 from .space import SpaceError, default_space, load_space
 
-USER_ERRORS = (DatasetError, DatasetNotFoundError, TaskError, SpaceError, StoreError, TableError, ModelError)
+USER_ERRORS = (CollectError, DatasetError, DatasetNotFoundError, TaskError, SpaceError, StoreError, TableError, ModelError)
 
 #: The main job of ``make reproduce`` for now: the default suite and its meta-dataset.
 REPRODUCE = {"suite": "digits", "n_tasks": 48, "n_configs": 64, "epochs": 10, "seed": 0}
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("collect", help="collect a meta-dataset (tasks x configurations) into a SQLite store; re-running resumes")
     _suite_args(p)
     p.add_argument("--configs", type=_positive, default=64, help="configurations in the space-filling design")
-    p.add_argument("--epochs", type=_positive, default=10, help="training epochs per trial")
+    p.add_argument("--epochs", type=_positive, default=None, help="training epochs per trial (default: the suite's, 10)")
     p.add_argument("--store", required=True, help="SQLite store (created, or resumed)")
     p.add_argument("--workers", type=_positive, default=1, help="Dask LocalCluster worker processes (1 = in-process)")
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler, e.g. tcp://host:8786")
@@ -177,3 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as err:
         print(f"metahpo {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"metahpo {args.command}: interrupted; finished trials are stored, re-run the same command to resume",
+              file=sys.stderr)
+        return 130

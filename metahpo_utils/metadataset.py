@@ -51,6 +51,10 @@ class StoreError(ValueError):
     """A store that cannot be used: unreadable, corrupt, or made for another suite/space."""
 
 
+class CollectError(ValueError):
+    """A collection that cannot run (e.g. an unreachable Dask scheduler)."""
+
+
 class TableError(ValueError):
     """A tidy table that lacks required columns or holds bad values."""
 
@@ -327,7 +331,7 @@ def open_for_collection(path: str | os.PathLike, meta: dict[str, Any]) -> MetaDa
     return store
 
 
-def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs: int = 64, epochs: int = 10,
+def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs: int = 64, epochs: int | None = None,
             store: str | os.PathLike = "runs/digits.sqlite", seed: int = 0, workers: int = 1,
             scheduler: str | None = None, design: str = "sobol", family: str | None = None,
             space: SearchSpace | None = None, root: str | None = None, ways: int | tuple[int, int] | None = None,
@@ -340,7 +344,7 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
         n_tasks: tasks in the suite (default: the suite's).
         n_configs: configurations in the design (the same for every task, so tasks compare). Raising it
             on an existing store extends a Sobol or random design (its first points stay the same).
-        epochs: training epochs per trial.
+        epochs: training epochs per trial (default: the suite's, 10).
         store: SQLite file; re-running resumes it.
         seed: seed of the suite, the design and the trials.
         workers: >1 runs trials on a Dask ``LocalCluster`` of that many worker processes.
@@ -362,9 +366,11 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
+    client = _connect(scheduler) if scheduler is not None else None  # fail before touching the store
     suite_obj = suite if isinstance(suite, Suite) else build_suite(suite, n_tasks=n_tasks, seed=seed, root=root, ways=ways, download=download)
     space = space or default_space()
     family = family or suite_obj.definition.model
+    epochs = int(epochs or suite_obj.definition.epochs)
     configs = space.design(n_configs, seed=seed, method=design)
     meta = collection_meta(suite_obj, space, n_configs, epochs, seed, design, family)
     st = open_for_collection(store, meta)
@@ -400,35 +406,47 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
             statuses[res["status"]] = statuses.get(res["status"], 0) + 1
             bar.update(1)
 
-        for res in _run_jobs(jobs, workers, scheduler):
+        for res in _run_jobs(jobs, workers, client):
             record(res)
         bar.close()
     finally:
         st.close()
+        if client is not None:
+            client.close()
     return CollectReport(Path(store), len(suite_obj), n_configs, total, len(trial_jobs),
                          n_done, time.perf_counter() - t0, statuses)
 
 
-def _run_jobs(jobs: list[dict[str, Any]], workers: int, scheduler: str | None) -> Iterator[dict[str, Any]]:
-    """Yield job results in completion order: in-process, or on Dask (only the driver writes)."""
+def _connect(scheduler: str) -> Any:
+    """A Dask client of an existing scheduler, or one clear error."""
+    from distributed import Client
+
+    try:
+        return Client(scheduler, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as err:
+        raise CollectError(f"cannot reach the Dask scheduler at --scheduler {scheduler!r} ({type(err).__name__}: {err})") from None
+
+
+def _run_jobs(jobs: list[dict[str, Any]], workers: int, client: Any = None) -> Iterator[dict[str, Any]]:
+    """Yield job results in completion order: in-process, on a new ``LocalCluster`` of ``workers``
+    processes, or on ``client``'s cluster. Only the driver (the caller) writes the store."""
     if not jobs:
         return
-    if scheduler is None and workers <= 1:
+    if client is None and workers <= 1:
         for job in jobs:
             yield evaluate_job(job)
         return
     from distributed import Client, LocalCluster, as_completed
 
-    cluster = None
-    if scheduler is None:
+    cluster = own = None
+    if client is None:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                dashboard_address=None, silence_logs=logging.ERROR)
-        client = Client(cluster)
-    else:
-        client = Client(scheduler)
+        client = own = Client(cluster)
     try:
         # Bounded in-flight window: memory stays flat however many trials there are.
-        window = max(4, 4 * max(1, len(client.scheduler_info().get("workers", {})) or workers))
+        n_workers = len(client.scheduler_info().get("workers", {})) or workers
+        window = max(4, 4 * n_workers)
         it = iter(jobs)
         pending = {client.submit(evaluate_job, j, pure=False): j for j in _take(it, window)}
         ac = as_completed(list(pending))
@@ -446,7 +464,8 @@ def _run_jobs(jobs: list[dict[str, Any]], workers: int, scheduler: str | None) -
                 pending[nxt] = j
                 ac.add(nxt)
     finally:
-        client.close()
+        if own is not None:
+            own.close()
         if cluster is not None:
             cluster.close()
 

@@ -59,7 +59,7 @@ def int_param(low: int, high: int, log: bool = False) -> IntDistribution:
 
 
 def _int_bounds(dist: IntDistribution) -> tuple[float, float]:
-    """Encoding range of an integer: equal-width bins so every integer is equally likely."""
+    """Encoding range of an integer: equal-width bins per integer (in log space when log-scaled)."""
     lo, hi = dist.low - 0.5, dist.high + 0.5
     if dist.log:
         return math.log(lo if lo > 0 else dist.low), math.log(hi)

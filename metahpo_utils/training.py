@@ -216,3 +216,14 @@ def finetune(trunk: nn.Sequential, feature_dim: int, task: Task, config: Mapping
     model = Classifier(copy.deepcopy(trunk), feature_dim, task.n_classes)
     freeze_blocks(model.trunk, n_frozen)
     return fit(model, task, config, epochs, seed, resolve_device(device))
+
+
+def pretrain_trunk(sources: Sequence[Task], config: Mapping[str, Any], epochs: int = 10, seed: int = 0,
+                   family: str = "mlp", device: str | torch.device | None = None) -> tuple[nn.Sequential, int]:
+    """Transfer, step 1: pretrain a trunk on source tasks (multi-task, one head each; heads dropped).
+
+    Returns:
+        ``(trunk, feature_dim)`` for :func:`finetune`.
+    """
+    model, _ = train_multitask(sources, config, epochs=epochs, seed=seed, family=family, device=device)
+    return model.trunk.cpu(), model.feature_dim

@@ -51,6 +51,8 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
     _one_error_line(capsys, "'lr'", "low < high")
     assert main(["collect", "--suite", "cifar10", "--root", str(tmp_path / "nothing"), *args]) == 2
     _one_error_line(capsys, "cifar10", str(tmp_path / "nothing"), "--download")
+    assert main(["collect", "--scheduler", "tcp://127.0.0.1:9", *args]) == 2
+    _one_error_line(capsys, "--scheduler", "tcp://127.0.0.1:9")
     assert not store.exists()  # nothing written on bad input
 
     assert main(["collect", "--suite", "digits", *args]) == 0

@@ -7,7 +7,7 @@ import torch
 
 from metahpo_utils.data import TaskSpec, make_task
 from metahpo_utils.models import ModelError, MultiTaskModel, build_model, freeze_blocks
-from metahpo_utils.training import DIVERGENCE_LOSS, finetune, train_config, train_multitask
+from metahpo_utils.training import DIVERGENCE_LOSS, finetune, pretrain_trunk, train_config, train_multitask
 
 CFG = {"lr": 0.01, "weight_decay": 1e-4, "batch_size": 32, "width": 32, "depth": 2, "dropout": 0.1,
        "optimizer": "adamw", "momentum": 0.9}
@@ -95,3 +95,14 @@ def test_transfer_freezes_blocks_and_fine_tunes():
     assert all(torch.equal(a, b) for a, b in zip(frozen_before, pre.trunk[0].parameters()))
     with pytest.raises(ModelError, match="n_frozen=5"):
         freeze_blocks(pre.trunk, 5)
+
+
+def test_pretrain_on_several_sources_then_finetune():
+    sources = [make_task(TaskSpec("digits", c, 60, 20, 20, seed=i)) for i, c in enumerate([(0, 1, 2), (3, 4, 5)])]
+    tgt = make_task(TaskSpec("digits", (6, 7, 8, 9), 10, 20, 20, seed=4))
+    trunk, dim = pretrain_trunk(sources, CFG, epochs=6, seed=0)
+    assert dim == CFG["width"] and len(trunk) == CFG["depth"]
+    r = finetune(trunk, dim, tgt, {**CFG, "lr": 1e-2}, n_frozen=len(trunk), epochs=10, seed=0)
+    # all trunk blocks frozen: only the new head learns, on top of transferred features
+    assert all(torch.equal(a, b) for a, b in zip(trunk.parameters(), r.model.trunk.parameters()))
+    assert r.status == "ok" and r.objective > 0.5

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from metahpo_utils.data.tasks import PERTURBATION_RATES
+from metahpo_utils.data.tasks import FLAG_BLOCK, PERTURBATION_RATES
 from metahpo_utils.data import (
     DatasetError, SUITES, Task, TaskError, TaskSpec, build_suite, get_tasksets, load_dataset, make_task,
 )
@@ -96,12 +96,16 @@ def test_named_suites_default_size_and_splits(name):
     ks = {len(s.classes) for s in specs}
     sizes = [s.n_per_class for s in specs]
     assert len(ks) >= 5 and max(sizes) / min(sizes) >= 5
-    # each perturbation reaches exactly its share of tasks (a seeded permutation, not luck)
-    n = len(specs)
-    assert sum(s.label_noise > 0 for s in specs) == round(PERTURBATION_RATES["label_noise"] * n)
-    assert sum(s.noise_std > 0 for s in specs) == round(PERTURBATION_RATES["noise_std"] * n)
-    assert sum(s.imbalance > 1 for s in specs) == round(PERTURBATION_RATES["imbalance"] * n)
-    assert sum(s.rotation > 0 for s in specs) == (round(PERTURBATION_RATES["rotation"] * n) if name != "mnist1d" else 0)
+    # each perturbation reaches exactly its share of every block of FLAG_BLOCK tasks (not luck)
+    block = specs[:FLAG_BLOCK]
+    for field_, on in (("label_noise", lambda s: s.label_noise > 0), ("noise_std", lambda s: s.noise_std > 0),
+                       ("imbalance", lambda s: s.imbalance > 1), ("downsample", lambda s: s.downsample > 1)):
+        assert sum(map(on, block)) == round(PERTURBATION_RATES[field_] * FLAG_BLOCK), field_
+    n_rot = sum(s.rotation > 0 for s in block)
+    assert n_rot == (0 if name == "mnist1d" else round(PERTURBATION_RATES["rotation"] * FLAG_BLOCK))
+    # task i depends only on (seed, i): a smaller suite is a prefix of a larger one
+    small = build_suite(name, n_tasks=7)
+    assert list(small.specs.values()) == specs[:7]
     clean = [s for s in specs if s.label_noise == 0 and s.noise_std == 0 and s.rotation == 0
              and s.downsample == 1 and s.imbalance == 1]
     assert len(clean) >= 5
@@ -131,6 +135,10 @@ def test_task_from_user_arrays():
     assert set(t.y_train.tolist()) <= {0, 1}
     with pytest.raises(TaskError, match="len\\(y\\) == N"):
         Task.from_arrays(X, y[:10])
+    given = Task.from_arrays(X[:80], y[:80], X_val=X[80:], y_val=y[80:])
+    assert len(given.y_val) == 20 and torch.equal(given.y_val, torch.as_tensor((y[80:] == 8).astype(np.int64)))
+    with pytest.raises(TaskError, match="held-out labels \\[5\\]"):
+        Task.from_arrays(X[:80], y[:80], X_val=X[80:], y_val=np.full(20, 5))
 
 
 def test_tasks_over_a_torchvision_dataset_on_disk(tmp_path):

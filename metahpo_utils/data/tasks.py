@@ -128,6 +128,9 @@ class Task:
                 gX = torch.as_tensor(np.asarray(given_X), dtype=torch.float32)
                 gX = gX.unsqueeze(1) if gX.dim() == 2 else gX
                 gy = torch.as_tensor(np.asarray(given_y)).long()
+                unseen = sorted(set(gy.tolist()) - set(labels.tolist()))
+                if unseen:
+                    raise TaskError(f"from_arrays: held-out labels {unseen} never occur in y")
                 parts.append((gX, torch.searchsorted(labels, gy)))
             else:
                 parts.append((X[rest[:n_hold]], y[rest[:n_hold]]))
@@ -257,20 +260,22 @@ SUITES: dict[str, SuiteDef] = {
 }
 
 
-#: Share of a suite's tasks that get each perturbation (assigned by a seeded permutation,
-#: so a suite of n tasks holds round(rate * n) of each, not a lucky or unlucky draw).
+#: Share of tasks that get each perturbation. Within every block of :data:`FLAG_BLOCK` consecutive
+#: tasks exactly rate * FLAG_BLOCK get it (a seeded permutation per block, not a lucky or unlucky
+#: draw), and task i's recipe depends only on (seed, i): the first N tasks of a suite are the same
+#: whatever its size.
 PERTURBATION_RATES = {"label_noise": 0.4, "noise_std": 0.3, "rotation": 0.25, "downsample": 0.2, "imbalance": 0.25}
+FLAG_BLOCK = 20
 
 
-def perturbation_flags(n_tasks: int, seed: int, image: bool = True) -> list[dict[str, bool]]:
-    """Which tasks of a suite get which perturbation: exactly round(rate * n) tasks each."""
-    rng = np.random.default_rng([seed, 7919])
-    flags = [dict.fromkeys(PERTURBATION_RATES, False) for _ in range(n_tasks)]
+def perturbation_flags(task_index: int, seed: int, image: bool = True) -> dict[str, bool]:
+    """Which perturbations task ``task_index`` of a suite gets (see :data:`PERTURBATION_RATES`)."""
+    block, pos = divmod(task_index, FLAG_BLOCK)
+    rng = np.random.default_rng([seed, 7919, block])
+    flags = {}
     for name, rate in PERTURBATION_RATES.items():
-        if name == "rotation" and not image:
-            continue
-        for i in rng.permutation(n_tasks)[: int(round(rate * n_tasks))]:
-            flags[i][name] = True
+        chosen = rng.permutation(FLAG_BLOCK)[: int(round(rate * FLAG_BLOCK))]
+        flags[name] = bool(pos in chosen) and (image or name != "rotation")
     return flags
 
 
@@ -379,10 +384,10 @@ def build_suite(name: str, n_tasks: int | None = None, seed: int = 0, root: str 
         if ways[1] > base.n_classes:
             raise TaskError(f"suite: k-way={ways[1]} is larger than the {base.n_classes} classes of '{base.name}'")
     specs: dict[str, TaskSpec] = {}
-    flags = perturbation_flags(n, seed, image=base.kind == "image")
     for i in range(n):
         task_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
-        specs[f"{name}-{i:03d}"] = sample_spec(base, sdef, task_seed, ways, flags[i])
+        flags = perturbation_flags(i, seed, image=base.kind == "image")
+        specs[f"{name}-{i:03d}"] = sample_spec(base, sdef, task_seed, ways, flags)
     names = list(specs)
     order = np.random.default_rng(seed).permutation(n)
     n_val = max(1, int(round(split_fractions[1] * n)))
