@@ -21,13 +21,13 @@ import time
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
 
 from .data.metafeatures import compute_metafeatures
-from .data.tasks import Suite, TaskSpec, build_suite
+from .data.tasks import Suite, build_suite
 from .space import SearchSpace, default_space
 
 FORMAT_VERSION = 1

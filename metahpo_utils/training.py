@@ -85,14 +85,15 @@ def _majority_accuracy(y_train: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def fit(model: nn.Module, task: Task, config: Mapping[str, Any], epochs: int, seed: int,
-        device: torch.device, params: Any = None) -> TrialResult:
-    """Train ``model`` on ``task`` with the optimiser settings of ``config``; see :func:`train_config`."""
+        device: torch.device) -> TrialResult:
+    """Train the trainable parameters of ``model`` on ``task`` with the optimiser settings of
+    ``config``; see :func:`train_config`."""
     t0 = time.perf_counter()
     model.to(device)
     Xtr, ytr = task.X_train.to(device), task.y_train.to(device)
     Xva, yva = task.X_val.to(device), task.y_val.to(device)
     Xte, yte = task.X_test.to(device), task.y_test.to(device)
-    opt = make_optimizer(params if params is not None else [p for p in model.parameters() if p.requires_grad], config)
+    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], config)
     bs = int(config.get("batch_size", 32))
     g = torch.Generator().manual_seed(seed + 1)
     curve, val_loss, train_loss = [], [], []
