@@ -12,7 +12,7 @@ $(PY):
 
 # Reinstall when the dependency list changes.
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -e .
+	$(PY) -m pip install -e ".[external,peers]"
 	touch $(STAMP)
 
 install: $(STAMP)

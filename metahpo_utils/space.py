@@ -141,6 +141,32 @@ class SearchSpace:
                     out[i] = (float(v) - dist.low) / (dist.high - dist.low)
         return np.clip(out, 0.0, 1.0)
 
+    def encode_table(self, table: Any) -> np.ndarray:
+        """Encode the hyperparameter columns of a DataFrame, vectorised: ``(rows, dim)`` in [0, 1]."""
+        missing = [n for n in self.params if n not in table.columns]
+        if missing:
+            raise SpaceError(f"space: table lacks hyperparameter column(s) {missing}")
+        out = np.empty((len(table), self.dim))
+        for i, (name, dist) in enumerate(self.params.items()):
+            col = table[name].to_numpy()
+            if isinstance(dist, CategoricalDistribution):
+                lookup = {c: j for j, c in enumerate(dist.choices)}
+                lookup.update({str(c): j for j, c in enumerate(dist.choices)})
+                try:
+                    idx = np.array([lookup[v] if v in lookup else lookup[str(v)] for v in col], dtype=float)
+                except KeyError as err:
+                    raise SpaceError(f"space: column '{name}' holds {err} which is not one of {list(dist.choices)}") from None
+                out[:, i] = (idx + 0.5) / len(dist.choices)
+            else:
+                x = col.astype(float)
+                if isinstance(dist, IntDistribution):
+                    lo, hi = _int_bounds(dist)
+                else:
+                    lo, hi = (math.log(dist.low), math.log(dist.high)) if dist.log else (dist.low, dist.high)
+                x = np.log(x) if dist.log else x
+                out[:, i] = (x - lo) / (hi - lo)
+        return np.clip(out, 0.0, 1.0)
+
     def design(self, n: int, seed: int = 0, method: str = "sobol") -> list[dict[str, Any]]:
         """A space-filling design of ``n`` configurations.
 
@@ -241,3 +267,50 @@ def default_space() -> SearchSpace:
             "momentum": float_param(0.5, 0.99),
         }
     )
+
+
+#: Columns of a tidy table that are never hyperparameters.
+RESERVED_COLUMNS = frozenset({"task", "objective", "test_objective", "status", "cost_s", "seed", "config_id",
+                              "curve", "val_loss_curve", "objective_std", "split"})
+
+
+def infer_space(table: Any, exclude: Any = (), max_categories: int = 8) -> SearchSpace:
+    """Infer a search space from the hyperparameter columns of a tidy table.
+
+    Rules: strings or booleans, or numeric columns with at most ``max_categories`` distinct values
+    that do not span two decades -> categorical; positive numeric spanning over two decades -> log
+    scale; integer-valued -> integer; otherwise float.
+
+    Args:
+        table: DataFrame with hyperparameter columns.
+        exclude: further columns that are not hyperparameters (e.g. the task and objective columns).
+    """
+    import pandas as pd
+
+    skip = set(RESERVED_COLUMNS) | set(exclude)
+    params: dict[str, BaseDistribution] = {}
+    for col in table.columns:
+        if col in skip:
+            continue
+        s = table[col].dropna()
+        if s.empty:
+            continue
+        if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            params[col] = CategoricalDistribution(sorted({str(v) if not isinstance(v, (bool, np.bool_)) else bool(v) for v in s}, key=str))
+            continue
+        v = s.astype(float).to_numpy()
+        lo, hi = float(v.min()), float(v.max())
+        uniq = np.unique(v)
+        log = lo > 0 and hi / lo > 100
+        if lo == hi:
+            continue  # a constant column carries no choice
+        if len(uniq) <= max_categories and not log:
+            choices = [int(u) if float(u).is_integer() else float(u) for u in uniq]
+            params[col] = CategoricalDistribution(choices)
+        elif np.all(np.equal(np.mod(v, 1), 0)):
+            params[col] = int_param(int(lo), int(hi), log=log)
+        else:
+            params[col] = float_param(lo, hi, log=log)
+    if not params:
+        raise SpaceError("space: the table has no hyperparameter columns to infer a space from")
+    return SearchSpace(params)

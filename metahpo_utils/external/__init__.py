@@ -1,0 +1,1 @@
+"""Importers for external (published, tabulated) HPO benchmarks into the tidy meta-dataset table."""

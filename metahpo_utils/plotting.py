@@ -1,0 +1,104 @@
+"""Paper-style plotting: one style file, one colour and line style per strategy, pure data
+builders (unit-tested) and thin drawing functions that return the Axes."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+STYLE = Path(__file__).resolve().parent / "metahpo.mplstyle"
+#: page-width presets (inches): one column, two columns
+SIZES = {"column": (3.4, 2.4), "page": (7.0, 2.6)}
+
+_OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+#: one colour and line style per strategy, shared by every figure
+STRATEGY_STYLES: dict[str, dict[str, str]] = {
+    "random": {"color": "#7f7f7f", "ls": "--"}, "grid": {"color": "#bdbdbd", "ls": ":"},
+    "tpe": {"color": _OKABE_ITO[5], "ls": "--"}, "cmaes": {"color": _OKABE_ITO[6], "ls": "--"},
+    "ws-cmaes": {"color": _OKABE_ITO[1], "ls": "-."}, "taskset": {"color": "#000000", "ls": ":"},
+    "portfolio": {"color": _OKABE_ITO[4], "ls": "-"}, "adaptive-portfolio": {"color": _OKABE_ITO[3], "ls": "-"},
+    "knn": {"color": _OKABE_ITO[2], "ls": "-"}, "mapping": {"color": "#8c564b", "ls": "-"},
+    "mtl": {"color": _OKABE_ITO[0], "ls": "-"}, "transfer": {"color": "#17becf", "ls": "-"},
+    "st-zeroshot": {"color": "#9467bd", "ls": "-."}, "st-boundingbox": {"color": "#bcbd22", "ls": "-."},
+    "st-quantile": {"color": "#e377c2", "ls": "-."},
+}
+
+
+def style(name: str) -> dict[str, str]:
+    return STRATEGY_STYLES.get(name, {"color": "#333333", "ls": "-"})
+
+
+@dataclass
+class Curves:
+    """Mean and 95% interval per strategy over trials: arrays ``(trials,)``."""
+
+    trials: np.ndarray
+    mean: dict[str, np.ndarray]
+    low: dict[str, np.ndarray]
+    high: dict[str, np.ndarray]
+
+
+def benchmark_curves(results: pd.DataFrame, column: str = "normalized_regret") -> Curves:
+    """Mean with a 95% normal interval over (task, seed) runs, per strategy and trial."""
+    if column == "rank":
+        results = results.assign(rank=results.groupby(["task", "seed", "trial"])["normalized_regret"].rank(method="average"))
+    g = results.groupby(["strategy", "trial"])[column]
+    stats = g.agg(["mean", "std", "count"]).reset_index()
+    trials = np.sort(results["trial"].unique())
+    mean, low, high = {}, {}, {}
+    for s, d in stats.groupby("strategy", sort=False):
+        d = d.set_index("trial").reindex(trials)
+        half = 1.96 * d["std"].fillna(0) / np.sqrt(d["count"].clip(lower=1))
+        mean[s], low[s], high[s] = d["mean"].to_numpy(), (d["mean"] - half).to_numpy(), (d["mean"] + half).to_numpy()
+    order = sorted(mean, key=lambda s: list(results["strategy"].unique()).index(s))
+    return Curves(trials, {s: mean[s] for s in order}, low, high)
+
+
+def draw_curves(curves: Curves, ax=None, ylabel: str = "normalized regret", log: bool = True):  # noqa: ANN001
+    """Draw :class:`Curves` (mean line, shaded 95% interval) and return the Axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=SIZES["column"])
+    for s, m in curves.mean.items():
+        st = style(s)
+        ax.plot(curves.trials, m, color=st["color"], ls=st["ls"], label=s)
+        ax.fill_between(curves.trials, np.maximum(curves.low[s], 1e-6) if log else curves.low[s], curves.high[s],
+                        color=st["color"], alpha=0.12, lw=0)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("trials")
+    ax.set_ylabel(ylabel)
+    ax.legend(ncol=2)
+    return ax
+
+
+def savefig(fig, name: str, folder: str | Path = "figures") -> dict[str, Path]:  # noqa: ANN001
+    """Write ``name``.png and ``name``.pdf into ``folder``; returns both paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for ext in ("png", "pdf"):
+        paths[f"{name}_{ext}"] = folder / f"{name}.{ext}"
+        fig.savefig(paths[f"{name}_{ext}"])
+    return paths
+
+
+def benchmark_figures(results: pd.DataFrame, out: str | Path) -> dict[str, Path]:
+    """Regret-vs-trials and rank-vs-trials figures of a benchmark run."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    paths = {}
+    with plt.style.context(STYLE):
+        for column, name, label, log in (("normalized_regret", "regret_curves", "normalized regret", True),
+                                         ("rank", "rank_curves", "average rank", False)):
+            fig, ax = plt.subplots(figsize=SIZES["column"])
+            draw_curves(benchmark_curves(results, column), ax, label, log)
+            paths.update(savefig(fig, name, out))
+            plt.close(fig)
+    return paths

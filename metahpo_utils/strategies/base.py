@@ -1,0 +1,267 @@
+"""The ask/tell Strategy interface of DESIGN.md and what every strategy shares.
+
+    strategy.fit(meta_table, task_features=None)      # meta-train tasks only
+    session = strategy.start(space, task_features=None, candidates=None, seed=0)
+    configs = session.suggest(n)                       # list of dicts
+    session.observe(config, value)                     # higher is better
+
+Values are maximised. With ``candidates`` (replay on a table) every suggestion is one of
+them, never twice; a continuous proposal maps to the nearest not-yet-chosen candidate in
+the encoded unit cube.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..space import SearchSpace
+
+
+class StrategyError(ValueError):
+    """Misuse of a strategy (not fitted, no candidates left, bad input)."""
+
+
+# ---------------------------------------------------------------- meta-train data
+class MetaData:
+    """Meta-train tasks in the form strategies use.
+
+    Attributes:
+        tasks: task names (sorted).
+        X: per task, encoded configurations ``(n_t, d)``.
+        y: per task, raw objective values ``(n_t,)`` (higher is better).
+        yn: per task, min-max normalised values in [0, 1] (1 = the task's best).
+        pool: union of the tasks' configurations, encoded ``(m, d)``.
+        Y: normalised value of every pool configuration on every task ``(T, m)``; where a task
+            lacks a configuration, the value of its nearest evaluated configuration.
+        features: standardised task meta-features ``(T, f)`` or ``None``; ``feature_names`` and the
+            standardisation (``feature_mean``, ``feature_scale``) are kept to place new tasks.
+    """
+
+    def __init__(self, table: pd.DataFrame, space: SearchSpace, task_features: pd.DataFrame | None = None):
+        ok = table[table["objective"].notna() & np.isfinite(table["objective"].astype(float))]
+        if ok.empty:
+            raise StrategyError("fit: the meta-train table has no finite objective values")
+        self.space = space
+        self.tasks: list[str] = sorted(ok["task"].astype(str).unique())
+        enc = space.encode_table(ok)  # (rows, d)
+        task_col = ok["task"].astype(str).to_numpy()
+        vals = ok["objective"].astype(float).to_numpy()
+        self.X, self.y, self.yn = [], [], []
+        for t in self.tasks:
+            m = task_col == t
+            y = vals[m]
+            span = y.max() - y.min()
+            self.X.append(enc[m])
+            self.y.append(y)
+            self.yn.append((y - y.min()) / span if span > 0 else np.ones_like(y))
+        self.pool = np.unique(np.round(enc, 9), axis=0)  # (m, d)
+        self.Y = np.stack([self.values_at(i, self.pool) for i in range(len(self.tasks))])  # (T, m)
+        self.features = self.feature_names = self.feature_mean = self.feature_scale = None
+        if task_features is not None:
+            tf = task_features.reindex(self.tasks)
+            if tf.isna().all(axis=1).any():
+                missing = [t for t, row in tf.iterrows() if row.isna().all()]
+                raise StrategyError(f"fit: no meta-features for task(s) {missing[:5]}")
+            tf = tf.astype(float)
+            self.feature_names = list(tf.columns)
+            self.feature_mean = tf.mean().to_numpy()
+            self.feature_scale = tf.std(ddof=0).replace(0, 1).fillna(1).to_numpy()
+            self.features = np.nan_to_num((tf.to_numpy() - self.feature_mean) / self.feature_scale)
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.tasks)
+
+    def values_at(self, task: int, Xq: np.ndarray) -> np.ndarray:
+        """Normalised values of task ``task`` at encoded points: exact where evaluated, else nearest."""
+        d = ((Xq[:, None, :] - self.X[task][None, :, :]) ** 2).sum(-1)  # (q, n_t)
+        return self.yn[task][d.argmin(1)]
+
+    def standardize_features(self, features: Mapping[str, float] | pd.Series | None) -> np.ndarray | None:
+        """A new task's meta-features on the meta-train standardisation (``None`` if unusable)."""
+        if features is None or self.features is None:
+            return None
+        f = pd.Series(features, dtype=float).reindex(self.feature_names)
+        if f.isna().all():
+            return None
+        return np.nan_to_num((f.to_numpy() - self.feature_mean) / self.feature_scale)
+
+    def feature_weights(self, features: Any, k: int | None = None) -> np.ndarray | None:
+        """Similarity weights of meta-train tasks from meta-features (softmax of minus distance; top-k)."""
+        z = self.standardize_features(features)
+        if z is None:
+            return None
+        dist = np.sqrt(((self.features - z) ** 2).sum(1))  # (T,)
+        w = np.exp(-(dist - dist.min()) / max(np.median(dist) - dist.min(), 1e-6))
+        if k is not None and k < len(w):
+            w[np.argsort(dist)[k:]] = 0.0
+        return w / w.sum()
+
+    def observation_weights(self, X_obs: np.ndarray, y_obs: np.ndarray, temperature: float = 0.25) -> np.ndarray:
+        """Similarity weights of meta-train tasks from the new task's own observations.
+
+        The Kendall-style agreement between the new task's observed order and each task's order
+        of the same configurations (pairs that agree minus pairs that disagree, over all pairs);
+        uniform with fewer than two distinct observations.
+        """
+        T = self.n_tasks
+        if len(y_obs) < 2 or np.ptp(y_obs) == 0:
+            return np.full(T, 1.0 / T)
+        V = np.stack([self.values_at(i, X_obs) for i in range(T)])  # (T, n)
+        dy = np.sign(y_obs[:, None] - y_obs[None, :])  # (n, n)
+        dv = np.sign(V[:, :, None] - V[:, None, :])  # (T, n, n)
+        pairs = max((dy != 0).sum(), 1)
+        tau = (dv * dy[None]).sum((1, 2)) / pairs  # (T,) in [-1, 1]
+        w = np.exp((tau - tau.max()) / temperature)
+        return w / w.sum()
+
+
+def as_candidates(candidates: Any, space: SearchSpace) -> list[dict[str, Any]] | None:
+    """Candidates given as a DataFrame or a list of dicts -> list of configuration dicts."""
+    if candidates is None:
+        return None
+    if isinstance(candidates, pd.DataFrame):
+        candidates = candidates[space.names].to_dict("records")
+    out = [dict(c) for c in candidates]
+    if not out:
+        raise StrategyError("start: candidates is empty")
+    return out
+
+
+# ---------------------------------------------------------------- sessions
+class Session:
+    """One tuning run. Subclasses implement :meth:`_propose` (an encoded point, or the index of
+    an open candidate via :meth:`_pick`); the base class keeps observations and candidates."""
+
+    def __init__(self, space: SearchSpace, candidates: Sequence[Mapping[str, Any]] | None = None, seed: int = 0):
+        self.space = space
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.candidates = as_candidates(candidates, space)
+        self.cand_X = space.encode_table(pd.DataFrame(self.candidates)) if self.candidates else None
+        self.open = np.ones(len(self.candidates), bool) if self.candidates else None
+        self.X_obs: list[np.ndarray] = []
+        self.y_obs: list[float] = []
+        self.configs_obs: list[dict[str, Any]] = []
+        self._picked: int | None = None
+        self.suggested_indices: list[int] = []  # candidate indices in suggestion order (table mode)
+
+    # ---- public API
+    def suggest(self, n: int = 1) -> list[dict[str, Any]]:
+        """The next ``n`` configurations (fewer if the candidates run out)."""
+        out = []
+        for _ in range(n):
+            if self.open is not None and not self.open.any():
+                break
+            self._picked = None
+            point = self._propose()
+            if self.open is not None:
+                i = self._picked if self._picked is not None else self._nearest_open(point)
+                self.open[i] = False
+                self.suggested_indices.append(i)
+                out.append(dict(self.candidates[i]))
+            else:
+                out.append(self.space.decode(np.asarray(point, dtype=float)))
+        return out
+
+    def observe(self, config: Mapping[str, Any], value: float) -> None:
+        """Record the value of a configuration (NaN/inf = a failed run, counted as the worst seen)."""
+        x = self.space.encode(config)
+        v = float(value) if value is not None else math.nan
+        self.X_obs.append(x)
+        self.y_obs.append(v)
+        self.configs_obs.append(dict(config))
+        if self.open is not None:
+            hit = np.flatnonzero(np.all(np.isclose(self.cand_X, x, atol=1e-9), axis=1))
+            self.open[hit] = False
+
+    # ---- for subclasses
+    @property
+    def n_obs(self) -> int:
+        return len(self.y_obs)
+
+    def observed(self) -> tuple[np.ndarray, np.ndarray]:
+        """Encoded observations ``(n, d)`` and values ``(n,)``, failures replaced by the worst value."""
+        if not self.y_obs:
+            return np.zeros((0, self.space.dim)), np.zeros(0)
+        y = np.array(self.y_obs, dtype=float)
+        bad = ~np.isfinite(y)
+        if bad.all():
+            y = np.zeros_like(y)
+        elif bad.any():
+            y[bad] = y[~bad].min()
+        return np.stack(self.X_obs), y
+
+    def _pick(self, index: int) -> np.ndarray:
+        """Choose open candidate ``index`` exactly."""
+        self._picked = int(index)
+        return self.cand_X[index]
+
+    def _nearest_open(self, point: np.ndarray) -> int:
+        idx = np.flatnonzero(self.open)
+        d = ((self.cand_X[idx] - np.asarray(point)[None, :]) ** 2).sum(1)
+        return int(idx[d.argmin()])
+
+    def pool(self, n_random: int = 1024) -> tuple[np.ndarray, np.ndarray | None]:
+        """Points an acquisition is maximised over: the open candidates (with their indices), or
+        in a continuous space a Sobol sample plus Gaussian steps around the best observations."""
+        if self.open is not None:
+            idx = np.flatnonzero(self.open)
+            return self.cand_X[idx], idx
+        from scipy.stats import qmc
+
+        pts = qmc.Sobol(self.space.dim, scramble=True, seed=self.rng).random(n_random)
+        X, y = self.observed()
+        if len(y):
+            top = X[np.argsort(-y)[:5]]
+            local = top[self.rng.integers(len(top), size=n_random // 2)] + 0.05 * self.rng.standard_normal((n_random // 2, self.space.dim))
+            pts = np.vstack([pts, np.clip(local, 0, 1)])
+        return pts, None
+
+    def _choose(self, scores: np.ndarray, pts: np.ndarray, idx: np.ndarray | None) -> np.ndarray:
+        """Return the argmax point of ``scores`` over a :meth:`pool` (exact candidate when on a table)."""
+        j = int(np.argmax(scores))
+        return self._pick(idx[j]) if idx is not None else pts[j]
+
+    def _propose(self) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class Strategy:
+    """Base class: ``fit`` on a meta-train table, ``start`` a :class:`Session` on a new task."""
+
+    name = "base"
+    meta_learned = False
+
+    def __init__(self) -> None:
+        self.meta: MetaData | None = None
+
+    def fit(self, meta_table: pd.DataFrame | None, task_features: pd.DataFrame | None = None,
+            space: SearchSpace | None = None) -> "Strategy":
+        """Learn from meta-train tasks (a tidy table: ``task``, hyperparameter columns, ``objective``).
+
+        Args:
+            meta_table: the meta-train rows only (the target task must not be in it).
+            task_features: meta-features indexed by task (optional).
+            space: the search space of the table's hyperparameter columns.
+        """
+        if self.meta_learned:
+            if meta_table is None or space is None:
+                raise StrategyError(f"{self.name}: fit needs a meta-train table and its space")
+            self.meta = MetaData(meta_table, space, task_features)
+            self._fit()
+        return self
+
+    def _fit(self) -> None:
+        """Hook for meta-learned strategies, after ``self.meta`` is set."""
+
+    def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
+        raise NotImplementedError
+
+    def _require_fit(self) -> MetaData:
+        if self.meta is None:
+            raise StrategyError(f"{self.name}: call fit(meta_table, ...) before start()")
+        return self.meta

@@ -1,0 +1,249 @@
+"""Model-free meta-learned strategies: portfolio, adaptive portfolio, kNN warm start, mapping."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..space import SearchSpace
+from .base import MetaData, Session, Strategy, StrategyError
+
+
+def greedy_portfolio(Y: np.ndarray, size: int, weights: np.ndarray | None = None,
+                     start: np.ndarray | None = None) -> list[int]:
+    """Greedy portfolio (Wistuba et al. 2015; auto-sklearn 2.0) over normalised values.
+
+    Each step adds the configuration that most lowers the (weighted) mean over tasks of the
+    normalised regret ``1 - max over the portfolio``.
+
+    Args:
+        Y: normalised values ``(tasks, configs)``, 1 = a task's best.
+        size: portfolio length.
+        weights: task weights (uniform by default).
+        start: per-task value already reached (zeros by default).
+
+    Returns:
+        Column indices of ``Y`` in portfolio order.
+    """
+    T, m = Y.shape
+    w = np.full(T, 1.0 / T) if weights is None else weights / weights.sum()
+    best = np.zeros(T) if start is None else start.astype(float).copy()
+    tie = 1e-6 * (w @ Y)  # among equal gains prefer the better configuration on average
+    taken = np.zeros(m, bool)
+    order = []
+    for _ in range(min(size, m)):
+        gain = w @ np.maximum(Y, best[:, None]) + tie
+        gain[taken] = -np.inf
+        j = int(np.argmax(gain))
+        order.append(j)
+        taken[j] = True
+        best = np.maximum(best, Y[:, j])
+    return order
+
+
+class _PortfolioSession(Session):
+    def __init__(self, points: np.ndarray, space: SearchSpace, candidates: Any, seed: int):
+        super().__init__(space, candidates, seed)
+        self.points, self.i = points, 0
+
+    def _propose(self) -> np.ndarray:
+        if self.i < len(self.points):
+            self.i += 1
+            return self.points[self.i - 1]
+        return self.rng.random(self.space.dim)
+
+
+class PortfolioStrategy(Strategy):
+    """Zero-shot: one greedy portfolio of meta-train configurations, the same for every new task."""
+
+    name = "portfolio"
+    meta_learned = True
+
+    def __init__(self, size: int = 100):
+        super().__init__()
+        self.size = size
+
+    def _fit(self) -> None:
+        self.order = greedy_portfolio(self.meta.Y, self.size)
+
+    def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
+        meta = self._require_fit()
+        _check_space(meta, space)
+        return _PortfolioSession(meta.pool[self.order], space, candidates, seed)
+
+
+class _AdaptiveSession(Session):
+    """Conditional greedy portfolio: the next configuration maximises the similarity-weighted
+    gain over meta-train tasks given what the new task has already tried."""
+
+    def __init__(self, meta: MetaData, space: SearchSpace, candidates: Any, seed: int, prior: np.ndarray | None,
+                 temperature: float):
+        super().__init__(space, candidates, seed)
+        self.meta, self.prior, self.temperature = meta, prior, temperature
+        if self.candidates is not None:
+            # normalised value of every candidate on every meta-train task: (T, n_candidates)
+            self.V = np.stack([meta.values_at(t, self.cand_X) for t in range(meta.n_tasks)])
+        else:
+            self.V = meta.Y
+
+    def _propose(self) -> np.ndarray:
+        X, y = self.observed()
+        w = self.meta.observation_weights(X, y, self.temperature)
+        if self.prior is not None:
+            w = w * self.prior
+            w = w / w.sum()
+        start = np.stack([self.meta.values_at(t, X).max() if len(y) else 0.0 for t in range(self.meta.n_tasks)]) \
+            if len(y) else None
+        if self.candidates is not None:
+            idx = np.flatnonzero(self.open)
+            j = greedy_portfolio(self.V[:, idx], 1, w, start)[0]
+            return self._pick(idx[j])
+        j = greedy_portfolio(self.V, 1, w, start)[0]
+        return self.meta.pool[j]
+
+
+class AdaptivePortfolioStrategy(Strategy):
+    """Portfolio that adapts: meta-train tasks are weighted by how well their ranking of the
+    configurations tried so far agrees with the new task's (and by meta-feature similarity when
+    given), and each step greedily adds the configuration with the largest weighted gain.
+    With no observations and no meta-features it is exactly the greedy portfolio."""
+
+    name = "adaptive-portfolio"
+    meta_learned = True
+
+    def __init__(self, temperature: float = 0.1, k_features: int | None = None):
+        super().__init__()
+        self.temperature, self.k_features = temperature, k_features
+
+    def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
+        meta = self._require_fit()
+        _check_space(meta, space)
+        prior = meta.feature_weights(task_features, self.k_features)
+        return _AdaptiveSession(meta, space, candidates, seed, prior, self.temperature)
+
+
+# ---------------------------------------------------------------- kNN warm start + GP (Feurer et al. 2015)
+def gp_expected_improvement(X: np.ndarray, y: np.ndarray, pts: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Expected improvement of a Matern-5/2 GP fitted to ``(X, y)`` at ``pts`` (maximisation)."""
+    from scipy.stats import norm
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+    kernel = ConstantKernel(1.0) * Matern(length_scale=np.full(X.shape[1], 0.3), length_scale_bounds=(1e-2, 1e2), nu=2.5) \
+        + WhiteKernel(1e-3, (1e-6, 1e-1))
+    gp = GaussianProcessRegressor(kernel, normalize_y=True, random_state=seed, n_restarts_optimizer=0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gp.fit(X, y)
+    mu, sd = gp.predict(pts, return_std=True)
+    sd = np.maximum(sd, 1e-9)
+    z = (mu - y.max()) / sd
+    return (mu - y.max()) * norm.cdf(z) + sd * norm.pdf(z)
+
+
+class _KnnSession(Session):
+    def __init__(self, warm: np.ndarray, meta: MetaData, space: SearchSpace, candidates: Any, seed: int, features_given: bool):
+        super().__init__(space, candidates, seed)
+        self.warm, self.meta, self.features_given = list(warm), meta, features_given
+
+    def _propose(self) -> np.ndarray:
+        X, y = self.observed()
+        if not self.features_given and len(y) >= 2 and self.warm and len(y) < 5:
+            # no meta-features: the nearest tasks are those whose ranking agrees with what we saw
+            w = self.meta.observation_weights(X, y)
+            self.warm = [self.meta.X[t][self.meta.yn[t].argmax()] for t in np.argsort(-w)]
+        if self.warm and len(y) < 5:
+            return self.warm.pop(0)
+        pts, idx = self.pool()
+        return self._choose(gp_expected_improvement(X, y, pts, self.seed), pts, idx)
+
+
+class KnnStrategy(Strategy):
+    """Warm start from the best configurations of the k nearest meta-train tasks by meta-features
+    (auto-sklearn 1.0), then Bayesian optimisation with a GP and expected improvement.
+    Without meta-features: the portfolio's first configuration, then the best configurations of
+    the tasks whose ranking agrees most with the new task's observations."""
+
+    name = "knn"
+    meta_learned = True
+
+    def __init__(self, k: int = 5):
+        super().__init__()
+        self.k = k
+
+    def _fit(self) -> None:
+        self.first = self.meta.pool[greedy_portfolio(self.meta.Y, 1)[0]]
+
+    def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
+        meta = self._require_fit()
+        _check_space(meta, space)
+        w = meta.feature_weights(task_features)
+        if w is not None:
+            order = np.argsort(-w)[: self.k]
+            warm = np.stack([meta.X[t][meta.yn[t].argmax()] for t in order])
+        else:
+            warm = self.first[None, :]
+        return _KnnSession(warm, meta, space, candidates, seed, w is not None)
+
+
+# ---------------------------------------------------------------- mapping: meta-features -> best configuration
+class _MappingSession(Session):
+    def __init__(self, center: np.ndarray, meta: MetaData, space: SearchSpace, candidates: Any, seed: int,
+                 use_obs: bool, radius: float):
+        super().__init__(space, candidates, seed)
+        self.center, self.meta, self.use_obs, self.radius = center, meta, use_obs, radius
+
+    def _propose(self) -> np.ndarray:
+        X, y = self.observed()
+        if len(y) == 0:
+            return self.center
+        if self.use_obs and len(y) < 4:
+            # no meta-features: re-weight the tasks' optima by agreement with our observations
+            w = self.meta.observation_weights(X, y)
+            self.center = _weighted_best(self.meta, w)
+            return self.center + self.radius * 0.5 * self.rng.standard_normal(self.space.dim)
+        # the neighbourhood of the best point so far, shrinking as trials accumulate
+        r = self.radius / np.sqrt(1 + len(y) / 5)
+        return np.clip(X[np.argmax(y)] + r * self.rng.standard_normal(self.space.dim), 0, 1)
+
+
+def _weighted_best(meta: MetaData, w: np.ndarray) -> np.ndarray:
+    bests = np.stack([meta.X[t][meta.yn[t].argmax()] for t in range(meta.n_tasks)])  # (T, d)
+    return w @ bests
+
+
+class MappingStrategy(Strategy):
+    """"Everything is a mapping", literally: a regressor from meta-features to the encoded best
+    configuration (distance-weighted k-nearest-neighbour regression over meta-train tasks).
+    Its prediction comes first, then the neighbourhood of the best point found so far.
+    Without meta-features the prediction is the mean of the tasks' optima, re-weighted by
+    agreement with the new task's first observations."""
+
+    name = "mapping"
+    meta_learned = True
+
+    def __init__(self, k: int = 5, radius: float = 0.15):
+        super().__init__()
+        self.k, self.radius = k, radius
+
+    def predict(self, task_features: Any) -> np.ndarray | None:
+        """The predicted best configuration (encoded) for a task's meta-features."""
+        meta = self._require_fit()
+        w = meta.feature_weights(task_features, self.k)
+        return None if w is None else _weighted_best(meta, w)
+
+    def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
+        meta = self._require_fit()
+        _check_space(meta, space)
+        center = self.predict(task_features)
+        use_obs = center is None
+        if center is None:
+            center = _weighted_best(meta, np.full(meta.n_tasks, 1.0 / meta.n_tasks))
+        return _MappingSession(center, meta, space, candidates, seed, use_obs, self.radius)
+
+
+def _check_space(meta: MetaData, space: SearchSpace) -> None:
+    if space.names != meta.space.names:
+        raise StrategyError(f"start: space {space.names} differs from the fitted space {meta.space.names}")

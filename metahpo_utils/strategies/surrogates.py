@@ -1,0 +1,248 @@
+"""Neural surrogates meta-trained on many tasks.
+
+``mtl``: multi-task surrogate in the spirit of ABLR (Perrone et al. 2018): a shared network
+phi(x) over hyperparameters with one linear head per meta-train task, meta-trained on the sum
+of the tasks' squared errors (L_MTL = sum_t L_t); a new task gets a Bayesian linear regression
+head on phi whose prior is learned from the meta-train heads (mean and covariance, weighted by
+meta-feature similarity when given), and expected improvement picks the next configuration.
+
+``transfer``: a deep ensemble pretrained on the pooled meta-train data (hyperparameters, and
+meta-features when given, -> per-task standardised value), then fine-tuned on the new task's
+observations (L_TL, with a pull towards the pretrained weights); the ensemble spread is the
+uncertainty and expected improvement the acquisition.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import norm
+from torch import nn
+
+from ..space import SearchSpace
+from .base import MetaData, Session, Strategy
+from .meta import _check_space
+
+
+def expected_improvement(mu: np.ndarray, sd: np.ndarray, best: float) -> np.ndarray:
+    sd = np.maximum(sd, 1e-9)
+    z = (mu - best) / sd
+    return (mu - best) * norm.cdf(z) + sd * norm.pdf(z)
+
+
+def _standardize(y: np.ndarray) -> np.ndarray:
+    s = y.std()
+    return (y - y.mean()) / (s if s > 0 else 1.0)
+
+
+def _task_rows(meta: MetaData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stacked meta-train rows: encoded x ``(N, d)``, per-task standardised value ``(N,)``, task id ``(N,)``."""
+    X = np.concatenate(meta.X)
+    z = np.concatenate([_standardize(y) for y in meta.yn])
+    tid = np.concatenate([np.full(len(x), t) for t, x in enumerate(meta.X)])
+    return X, z, tid
+
+
+# ---------------------------------------------------------------- mtl (ABLR-style)
+class _Phi(nn.Module):
+    def __init__(self, d: int, h: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(d, h), nn.Tanh(), nn.Linear(h, h), nn.Tanh())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class _MtlSession(Session):
+    def __init__(self, owner: "MtlStrategy", space: SearchSpace, candidates: Any, seed: int, prior_w: np.ndarray):
+        super().__init__(space, candidates, seed)
+        self.o = owner
+        heads = owner.heads  # (T, h+1)
+        w = prior_w / prior_w.sum()
+        self.mu0 = w @ heads
+        diff = heads - self.mu0
+        self.S0 = (diff.T * w) @ diff + 1e-2 * np.eye(heads.shape[1])  # learned prior covariance
+
+    def features(self, X: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            f = self.o.phi(torch.as_tensor(X, dtype=torch.float32)).numpy().astype(float)
+        return np.hstack([f, np.ones((len(X), 1))])
+
+    def _propose(self) -> np.ndarray:
+        X, y = self.observed()
+        pts, idx = self.pool()
+        F = self.features(pts)
+        if len(y) < 2 or np.ptp(y) == 0:
+            return self._choose(F @ self.mu0, pts, idx)  # the prior alone: the (weighted) average task
+        z = _standardize(y)
+        Phi = self.features(X)
+        noise = self.o.noise
+        P0 = np.linalg.inv(self.S0)
+        Sn = np.linalg.inv(P0 + Phi.T @ Phi / noise)
+        mun = Sn @ (P0 @ self.mu0 + Phi.T @ z / noise)
+        mu = F @ mun
+        sd = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", F, Sn, F) + noise, 1e-12))
+        if self.o.acquisition == "ts":
+            wdraw = self.rng.multivariate_normal(mun, Sn)
+            return self._choose(F @ wdraw, pts, idx)
+        return self._choose(expected_improvement(mu, sd, z.max()), pts, idx)
+
+
+class MtlStrategy(Strategy):
+    """Multi-task surrogate: shared phi(x), one linear head per task, BLR head for the new task."""
+
+    name = "mtl"
+    meta_learned = True
+
+    def __init__(self, hidden: int = 32, epochs: int = 600, lr: float = 3e-3, noise: float = 0.1,
+                 acquisition: str = "ei", seed: int = 0):
+        super().__init__()
+        self.hidden, self.epochs, self.lr, self.noise, self.acquisition, self.seed = hidden, epochs, lr, noise, acquisition, seed
+        self.history: list[float] = []
+
+    def _fit(self) -> None:
+        X, z, tid = _task_rows(self.meta)
+        torch.manual_seed(self.seed)
+        T = self.meta.n_tasks
+        self.phi = _Phi(X.shape[1], self.hidden)
+        W = nn.Parameter(0.1 * torch.randn(T, self.hidden))
+        b = nn.Parameter(torch.zeros(T))
+        Xt, zt, tt = (torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(z, dtype=torch.float32),
+                      torch.as_tensor(tid))
+        counts = torch.bincount(tt, minlength=T).float()
+        opt = torch.optim.Adam([*self.phi.parameters(), W, b], lr=self.lr)
+        for _ in range(self.epochs):
+            pred = (self.phi(Xt) * W[tt]).sum(1) + b[tt]
+            # L_MTL = sum over tasks of each task's mean squared error
+            loss = (torch.zeros(T).index_add_(0, tt, (pred - zt) ** 2) / counts).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            self.history.append(loss.item() / T)
+        self.heads = torch.cat([W, b[:, None]], 1).detach().numpy().astype(float)  # (T, h+1)
+        self.phi.eval()
+
+    def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
+        meta = self._require_fit()
+        _check_space(meta, space)
+        w = meta.feature_weights(task_features)
+        w = np.full(meta.n_tasks, 1.0 / meta.n_tasks) if w is None else w
+        return _MtlSession(self, space, candidates, seed, w)
+
+
+# ---------------------------------------------------------------- transfer (pretrained, fine-tuned deep ensemble)
+class BatchedMLP(nn.Module):
+    """``K`` independent MLPs evaluated as one batched computation: x ``(K, n, d)`` -> ``(K, n)``."""
+
+    def __init__(self, K: int, d: int, h: int):
+        super().__init__()
+        def init(i: int, o: int) -> nn.Parameter:
+            return nn.Parameter(torch.randn(K, i, o) / np.sqrt(i))
+        self.W1, self.b1 = init(d, h), nn.Parameter(torch.zeros(K, 1, h))
+        self.W2, self.b2 = init(h, h), nn.Parameter(torch.zeros(K, 1, h))
+        self.W3, self.b3 = init(h, 1), nn.Parameter(torch.zeros(K, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(torch.bmm(x, self.W1) + self.b1)
+        h = torch.relu(torch.bmm(h, self.W2) + self.b2)
+        return (torch.bmm(h, self.W3) + self.b3).squeeze(-1)
+
+
+class _TransferSession(Session):
+    def __init__(self, owner: "TransferStrategy", space: SearchSpace, candidates: Any, seed: int, fz: np.ndarray | None):
+        super().__init__(space, candidates, seed)
+        self.o, self.fz = owner, fz
+        self.net = BatchedMLP(owner.K, owner.in_dim, owner.hidden)
+        self.net.load_state_dict(owner.pretrained)
+
+    def _inputs(self, X: np.ndarray, fz: np.ndarray | None = None) -> torch.Tensor:
+        fz = self.fz if fz is None else fz
+        if fz is not None:
+            X = np.hstack([X, np.repeat(fz[None, :], len(X), 0)])
+        x = torch.as_tensor(X, dtype=torch.float32)
+        return x.unsqueeze(0).expand(self.o.K, -1, -1)
+
+    def _prior_mean(self, pts: np.ndarray) -> np.ndarray:
+        """Pretrained prediction; for a task without meta-features, averaged over the meta-train tasks'."""
+        feats = self.o.meta.features
+        with torch.no_grad():
+            if self.fz is not None or feats is None:
+                return self.net(self._inputs(pts)).numpy().mean(0)
+            return np.mean([self.net(self._inputs(pts, f)).numpy().mean(0) for f in feats], axis=0)
+
+    def _finetune(self, X: np.ndarray, z: np.ndarray) -> None:
+        self.net.load_state_dict(self.o.pretrained)
+        anchor = [p.detach().clone() for p in self.net.parameters()]
+        opt = torch.optim.Adam(self.net.parameters(), lr=self.o.finetune_lr)
+        x, zt = self._inputs(X), torch.as_tensor(z, dtype=torch.float32)
+        for _ in range(self.o.finetune_steps):
+            pred = self.net(x)  # (K, n)
+            # each member fits the observations up to its own offset (scale-free L_TL), kept near its pretrained weights
+            res = pred - zt
+            res = res - res.mean(1, keepdim=True)
+            loss = (res ** 2).mean() + self.o.anchor * sum(((p - a) ** 2).sum() for p, a in zip(self.net.parameters(), anchor))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    def _propose(self) -> np.ndarray:
+        X, y = self.observed()
+        pts, idx = self.pool()
+        if self.fz is None and self.o.meta.features is not None and len(y) >= 2:
+            # no meta-features for this task: use those of the meta-train task that agrees best so far
+            self.fz = self.o.meta.features[int(np.argmax(self.o.meta.observation_weights(X, y)))]
+        if len(y) >= 2 and np.ptp(y) > 0:
+            z = _standardize(y)
+            self._finetune(X, z)
+        if len(y) < 2 or np.ptp(y) == 0:
+            return self._choose(self._prior_mean(pts), pts, idx)
+        with torch.no_grad():
+            P = self.net(self._inputs(pts)).numpy()  # (K, n_pts)
+        with torch.no_grad():
+            off = (self.net(self._inputs(X)).numpy() - _standardize(y)).mean(1, keepdims=True)  # (K, 1)
+        P = P - off
+        return self._choose(expected_improvement(P.mean(0), P.std(0), _standardize(y).max()), pts, idx)
+
+
+class TransferStrategy(Strategy):
+    """Deep ensemble pretrained on pooled meta-train data, fine-tuned on the new task."""
+
+    name = "transfer"
+    meta_learned = True
+
+    def __init__(self, K: int = 5, hidden: int = 32, epochs: int = 400, lr: float = 3e-3, finetune_steps: int = 30,
+                 finetune_lr: float = 3e-3, anchor: float = 1e-3, seed: int = 0):
+        super().__init__()
+        self.K, self.hidden, self.epochs, self.lr = K, hidden, epochs, lr
+        self.finetune_steps, self.finetune_lr, self.anchor, self.seed = finetune_steps, finetune_lr, anchor, seed
+        self.history: list[float] = []
+
+    def _fit(self) -> None:
+        meta = self.meta
+        X, z, tid = _task_rows(meta)
+        if meta.features is not None:
+            X = np.hstack([X, meta.features[tid]])
+        self.in_dim = X.shape[1]
+        torch.manual_seed(self.seed)
+        net = BatchedMLP(self.K, self.in_dim, self.hidden)
+        rng = np.random.default_rng(self.seed)
+        # each member sees its own bootstrap of tasks: diversity that reflects task-to-task variation
+        masks = np.stack([np.isin(tid, rng.choice(meta.n_tasks, meta.n_tasks, replace=True)) for _ in range(self.K)])
+        Xt = torch.as_tensor(X, dtype=torch.float32).unsqueeze(0).expand(self.K, -1, -1)
+        zt = torch.as_tensor(z, dtype=torch.float32)
+        mt = torch.as_tensor(masks, dtype=torch.float32)  # (K, N)
+        opt = torch.optim.Adam(net.parameters(), lr=self.lr)
+        for _ in range(self.epochs):
+            loss = (((net(Xt) - zt) ** 2) * mt).sum() / mt.sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            self.history.append(loss.item())
+        self.pretrained = {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+    def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
+        meta = self._require_fit()
+        _check_space(meta, space)
+        fz = meta.standardize_features(task_features) if meta.features is not None else None
+        return _TransferSession(self, space, candidates, seed, fz)
