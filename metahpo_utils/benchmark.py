@@ -266,3 +266,35 @@ def write_outputs(result: BenchmarkResult, out: str | Path) -> dict[str, Path]:
     paths["summary"].write_text(json.dumps(result.summary, indent=2))
     paths.update(plotting.benchmark_figures(result.results, out))
     return paths
+
+
+def suggest_overhead(data: BenchmarkData, strategies: Sequence[str], n_obs: int = 100, n_timed: int = 20,
+                     seed: int = 0) -> dict[str, float]:
+    """Median seconds of ``suggest(1)`` after ``n_obs`` observations, per strategy.
+
+    The first task is the target (its configurations are the candidates), the others are the
+    meta-train data; ``n_obs`` random candidates are observed first, then ``n_timed``
+    suggest/observe rounds are timed.
+    """
+    target, train = data.tasks[0], data.tasks[1:]
+    rows = data.task_rows(target)
+    if len(rows) < n_obs + n_timed:
+        raise BenchmarkError(f"perf: task '{target}' has {len(rows)} configurations, {n_obs + n_timed} needed")
+    feats = data.features.loc[train] if data.features is not None else None
+    vals = rows["objective"].to_numpy()
+    first = np.random.default_rng(seed).permutation(len(rows))[:n_obs]
+    out = {}
+    for name in strategies:
+        strat = make_strategy(name).fit(data.table[data.table["task"].isin(train)], feats, space=data.space)
+        session = strat.start(data.space, task_features=None if data.features is None else data.features.loc[target],
+                              candidates=rows[data.space.names], seed=seed)
+        for i in first:
+            session.observe(rows[data.space.names].iloc[i].to_dict(), vals[i])
+        times = []
+        for _ in range(n_timed):
+            t0 = time.perf_counter()
+            cfg = session.suggest(1)
+            times.append(time.perf_counter() - t0)
+            session.observe(cfg[0], vals[session.suggested_indices[-1]])
+        out[name] = float(np.median(times))
+    return out

@@ -106,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--configs", type=_positive, default=2000, help="fixed random subset of the 30,000 configurations per task")
     p.add_argument("--subset-seed", type=int, default=0)
 
+    p = sub.add_parser("perf", help="performance figures: median suggest() time with 100 observations")
+    p.add_argument("--table", default=None, help="tidy table (default: HPOBench MLP subset if installed, else the default digits meta-dataset)")
+    p.add_argument("--strategies", default=None, help="comma-separated (default: all)")
+    p.add_argument("--observations", type=_positive, default=100)
+    p.add_argument("--json", default=None, help="also write the figures as JSON here")
+
     p = sub.add_parser("reproduce", help="the main job on the embedded default data (suite + meta-dataset)")
     p.add_argument("--out", default="runs", help="output folder (default runs/)")
     p.add_argument("--workers", type=_positive, default=2, help="Dask worker processes")
@@ -222,7 +228,7 @@ def _cmd_benchmark(a: argparse.Namespace) -> int:
 
 
 def _cmd_hpobench(a: argparse.Namespace) -> int:
-    from .external.hpobench import load_hpobench_mlp
+    from .external.hpobench import hpobench_mlp_space, load_hpobench_mlp
 
     try:
         df = load_hpobench_mlp(n_configs=a.configs, subset_seed=a.subset_seed)
@@ -231,11 +237,40 @@ def _cmd_hpobench(a: argparse.Namespace) -> int:
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_parquet(out, index=False) if out.suffix == ".parquet" else df.to_csv(out, index=False)
+    space = out.with_name(f"{out.stem}_space.json")
+    space.write_text(hpobench_mlp_space().to_json())
     print(f"wrote {out}: {df['task'].nunique()} tasks x {df.groupby('task').size().iloc[0]} configurations")
+    print(f"wrote {space} (the search space, for benchmark --space)")
     return 0
 
 
-COMMANDS = {"benchmark": _cmd_benchmark, "hpobench": _cmd_hpobench, "suite": _cmd_suite, "collect": _cmd_collect, "export": _cmd_export, "reproduce": _cmd_reproduce}
+def _cmd_perf(a: argparse.Namespace) -> int:
+    from .benchmark import prepare, suggest_overhead
+    from .metadataset import default_metadataset
+    from .strategies import STRATEGIES
+
+    names = [s for s in (a.strategies.split(",") if a.strategies else STRATEGIES)]
+    if a.table:
+        data, source = prepare(a.table), a.table
+    else:
+        try:
+            from .external.hpobench import hpobench_mlp_space, load_hpobench_mlp
+
+            data, source = prepare(load_hpobench_mlp(2000), space=hpobench_mlp_space()), "HPOBench MLP (2,000 configs per task)"
+        except ImportError:
+            m = default_metadataset("digits")
+            data, source = prepare(m.trials, space=m.space), "default digits meta-dataset"
+    res = suggest_overhead(data, names, n_obs=a.observations)
+    print(f"median suggest() with {a.observations} observations on {source}:")
+    for k, v in res.items():
+        print(f"  {k:20s} {v * 1000:8.1f} ms")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"suggest_median_ms": {k: v * 1000 for k, v in res.items()},
+                                            "observations": a.observations, "table": source}, indent=2))
+    return 0
+
+
+COMMANDS = {"perf": _cmd_perf, "benchmark": _cmd_benchmark, "hpobench": _cmd_hpobench, "suite": _cmd_suite, "collect": _cmd_collect, "export": _cmd_export, "reproduce": _cmd_reproduce}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

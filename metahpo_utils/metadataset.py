@@ -490,7 +490,8 @@ def export_tables(store: str | os.PathLike, out: str | os.PathLike, fmt: str = "
 
     Files: ``trials.<fmt>`` (one row per task x configuration), ``tasks.<fmt>``
     (task + meta-features), ``provenance.<fmt>`` (task, split, generator recipe) and
-    ``meta.json`` (the collection settings: suite, space, design, epochs, model family).
+    ``meta.json`` (the collection settings: suite, space, design, epochs, model family) and
+    ``space.json`` (the search space alone, for ``benchmark --space``).
 
     Args:
         store: the SQLite store.
@@ -499,7 +500,7 @@ def export_tables(store: str | os.PathLike, out: str | os.PathLike, fmt: str = "
             or ``parquet`` (native list columns).
 
     Returns:
-        ``{"trials": path, "tasks": path, "provenance": path, "meta": path}``.
+        ``{"trials": path, "tasks": path, "provenance": path, "meta": path, "space": path}``.
     """
     if fmt not in EXPORT_FORMATS:
         raise TableError(f"export: --format must be one of {', '.join(EXPORT_FORMATS)} (got '{fmt}')")
@@ -523,6 +524,8 @@ def export_tables(store: str | os.PathLike, out: str | os.PathLike, fmt: str = "
         paths[name] = path
     paths["meta"] = out / "meta.json"
     paths["meta"].write_text(json.dumps(meta, indent=1, sort_keys=True))
+    paths["space"] = out / "space.json"  # for `benchmark --space`
+    paths["space"].write_text(meta["space"])
     return paths
 
 

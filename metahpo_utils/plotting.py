@@ -10,7 +10,7 @@ import pandas as pd
 
 STYLE = Path(__file__).resolve().parent / "metahpo.mplstyle"
 #: page-width presets (inches): one column, two columns
-SIZES = {"column": (3.4, 2.4), "page": (7.0, 2.6)}
+SIZES = {"column": (3.4, 2.4), "page": (7.0, 2.8)}
 
 _OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 #: one colour and line style per strategy, shared by every figure
@@ -71,7 +71,7 @@ def draw_curves(curves: Curves, ax=None, ylabel: str = "normalized regret", log:
         ax.set_yscale("log")
     ax.set_xlabel("trials")
     ax.set_ylabel(ylabel)
-    ax.legend(ncol=2)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 if len(curves.mean) <= 8 else 2)
     return ax
 
 
@@ -97,7 +97,7 @@ def benchmark_figures(results: pd.DataFrame, out: str | Path) -> dict[str, Path]
     with plt.style.context(STYLE):
         for column, name, label, log in (("normalized_regret", "regret_curves", "normalized regret", True),
                                          ("rank", "rank_curves", "average rank", False)):
-            fig, ax = plt.subplots(figsize=SIZES["column"])
+            fig, ax = plt.subplots(figsize=SIZES["page"])
             draw_curves(benchmark_curves(results, column), ax, label, log)
             paths.update(savefig(fig, name, out))
             plt.close(fig)

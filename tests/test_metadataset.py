@@ -122,7 +122,7 @@ def test_truncated_store_is_refused(tmp_path, small_store):
 def test_export_import_round_trip(tmp_path, small_store, fmt):
     path, _ = small_store
     paths = export_tables(path, tmp_path / fmt, fmt)
-    assert set(paths) == {"trials", "tasks", "provenance", "meta"} and all(p.exists() for p in paths.values())
+    assert set(paths) == {"trials", "tasks", "provenance", "meta", "space"} and all(p.exists() for p in paths.values())
     with MetaDatasetStore(path) as st:
         want, want_tasks = st.trials_table(), st.tasks_table()
     got = load_table(paths["trials"])
