@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import hashlib
 import sqlite3
 
@@ -15,7 +16,13 @@ from metahpo_utils.space import default_space
 
 
 def _digest(path):
+    gc.collect()  # close stores other tests left to the garbage collector (their close checkpoints the WAL)
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _trials(path):
+    with MetaDatasetStore(path) as st:
+        return st.trials_table()
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +55,10 @@ def test_collect_fills_store(small_store, small_space):
 
 def test_rerun_resumes_without_duplicates(small_store, small_space):
     path, _ = small_store
-    before = MetaDatasetStore(path).trials_table()
+    before = _trials(path)
     rep = collect("digits", n_tasks=4, n_configs=6, epochs=2, store=path, seed=3, space=small_space, progress=False)
     assert rep.trials_run == 0 and rep.trials_skipped == 24
-    after = MetaDatasetStore(path).trials_table()
+    after = _trials(path)
     pd.testing.assert_frame_equal(before, after)
 
 
@@ -59,11 +66,12 @@ def test_partial_collection_then_resume_matches_full(tmp_path, small_store, smal
     path = tmp_path / "p.sqlite"
     kw = dict(n_tasks=4, n_configs=6, epochs=2, store=path, seed=3, space=small_space, progress=False)
     assert collect("digits", max_trials=5, **kw).trials_run == 5
-    assert MetaDatasetStore(path).n_trials() == 5
+    with MetaDatasetStore(path) as st:
+        assert st.n_trials() == 5
     rep = collect("digits", **kw)
     assert rep.trials_run == 19 and rep.trials_skipped == 5
-    full = MetaDatasetStore(small_store[0]).trials_table().drop(columns="cost_s")
-    pd.testing.assert_frame_equal(MetaDatasetStore(path).trials_table().drop(columns="cost_s"), full)
+    full = _trials(small_store[0]).drop(columns="cost_s")
+    pd.testing.assert_frame_equal(_trials(path).drop(columns="cost_s"), full)
 
 
 def test_failed_trials_are_retried_not_duplicated(tmp_path, small_space):
@@ -161,7 +169,7 @@ def test_more_configs_extend_a_sobol_design(tmp_path, small_store, small_space):
     collect("digits", n_configs=4, **kw)
     rep = collect("digits", n_configs=6, **kw)
     assert rep.trials_run == 8 and rep.trials_skipped == 16
-    full = MetaDatasetStore(small_store[0]).trials_table().drop(columns="cost_s")
-    pd.testing.assert_frame_equal(MetaDatasetStore(path).trials_table().drop(columns="cost_s"), full)
+    full = _trials(small_store[0]).drop(columns="cost_s")
+    pd.testing.assert_frame_equal(_trials(path).drop(columns="cost_s"), full)
     with pytest.raises(StoreError, match="different design"):
         collect("digits", n_configs=6, design="lhs", **kw)
