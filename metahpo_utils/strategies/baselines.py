@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -13,11 +14,12 @@ from optuna.distributions import CategoricalDistribution
 from ..space import SearchSpace
 from .base import Session, Strategy
 
-TASKSET_FILE = __import__("pathlib").Path(__file__).resolve().parents[1] / "resources" / "taskset" / "opt_list.json"
+TASKSET_FILE = Path(__file__).resolve().parents[1] / "resources" / "taskset" / "opt_list.json"
 
 
-class _OrderSession(Session):
-    """Plays a precomputed order of encoded points (mapped to open candidates on a table)."""
+class OrderSession(Session):
+    """Plays a precomputed order of encoded points (mapped to open candidates on a table);
+    uniform points once the order is exhausted."""
 
     def __init__(self, points: np.ndarray, space: SearchSpace, candidates: Any, seed: int):
         super().__init__(space, candidates, seed)
@@ -81,7 +83,7 @@ class GridStrategy(Strategy):
             axes.append((np.arange(k) + 0.5) / k)
         grid = np.array(list(itertools.product(*axes)))  # (prod levels, d)
         order = np.random.default_rng(seed).permutation(len(grid))
-        return _OrderSession(grid[order], space, candidates, seed)
+        return OrderSession(grid[order], space, candidates, seed)
 
 
 # ---------------------------------------------------------------- TaskSet (Metz et al. 2020)
@@ -137,4 +139,4 @@ class TaskSetStrategy(Strategy):
 
     def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
         pts = np.stack([taskset_point(e, space) for e in taskset_list()])
-        return _OrderSession(pts, space, candidates, seed)
+        return OrderSession(pts, space, candidates, seed)

@@ -7,6 +7,7 @@ import numpy as np
 
 from ..space import SearchSpace
 from .base import MetaData, Session, Strategy, StrategyError
+from .baselines import OrderSession
 
 
 def greedy_portfolio(Y: np.ndarray, size: int, weights: np.ndarray | None = None,
@@ -41,18 +42,6 @@ def greedy_portfolio(Y: np.ndarray, size: int, weights: np.ndarray | None = None
     return order
 
 
-class _PortfolioSession(Session):
-    def __init__(self, points: np.ndarray, space: SearchSpace, candidates: Any, seed: int):
-        super().__init__(space, candidates, seed)
-        self.points, self.i = points, 0
-
-    def _propose(self) -> np.ndarray:
-        if self.i < len(self.points):
-            self.i += 1
-            return self.points[self.i - 1]
-        return self.rng.random(self.space.dim)
-
-
 class PortfolioStrategy(Strategy):
     """Zero-shot: one greedy portfolio of meta-train configurations, the same for every new task."""
 
@@ -69,7 +58,7 @@ class PortfolioStrategy(Strategy):
     def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
         meta = self._require_fit()
         _check_space(meta, space)
-        return _PortfolioSession(meta.pool[self.order], space, candidates, seed)
+        return OrderSession(meta.pool[self.order], space, candidates, seed)
 
 
 class _AdaptiveSession(Session):
