@@ -66,9 +66,9 @@ class _AdaptiveSession(Session):
     gain over meta-train tasks given what the new task has already tried."""
 
     def __init__(self, meta: MetaData, space: SearchSpace, candidates: Any, seed: int, prior: np.ndarray | None,
-                 temperature: float):
+                 temperature: tuple[float, float], switch: int):
         super().__init__(space, candidates, seed)
-        self.meta, self.prior, self.temperature = meta, prior, temperature
+        self.meta, self.prior, self.temperature, self.switch = meta, prior, temperature, switch
         if self.candidates is not None:
             # normalised value of every candidate on every meta-train task: (T, n_candidates)
             self.V = np.stack([meta.values_at(t, self.cand_X) for t in range(meta.n_tasks)])
@@ -77,7 +77,8 @@ class _AdaptiveSession(Session):
 
     def _propose(self) -> np.ndarray:
         X, y = self.observed()
-        w = self.meta.observation_weights(X, y, self.temperature)
+        temperature = self.temperature[0] if len(y) < self.switch else self.temperature[1]
+        w = self.meta.observation_weights(X, y, temperature)
         if self.prior is not None:
             w = w * self.prior
             w = w / w.sum()
@@ -94,21 +95,25 @@ class _AdaptiveSession(Session):
 class AdaptivePortfolioStrategy(Strategy):
     """Portfolio that adapts: meta-train tasks are weighted by how well their ranking of the
     configurations tried so far agrees with the new task's (and by meta-feature similarity when
-    given), and each step greedily adds the configuration with the largest weighted gain.
+    given), and each step greedily adds the configuration with the largest weighted gain. The
+    weights are a softmax of agreement with ``temperature`` for the first ``switch`` trials and
+    ``late_temperature`` after (soft while evidence is thin, sharp once it is not).
     With no observations and no meta-features it is exactly the greedy portfolio."""
 
     name = "adaptive-portfolio"
     meta_learned = True
 
-    def __init__(self, temperature: float = 0.1, k_features: int | None = None):
+    def __init__(self, temperature: float = 0.3, late_temperature: float = 0.05, switch: int = 5,
+                 k_features: int | None = None):
         super().__init__()
-        self.temperature, self.k_features = temperature, k_features
+        # soft task weights while few observations exist, sharper once the ranking evidence is there
+        self.temperature, self.late_temperature, self.switch, self.k_features = temperature, late_temperature, switch, k_features
 
     def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
         meta = self._require_fit()
         _check_space(meta, space)
         prior = meta.feature_weights(task_features, self.k_features)
-        return _AdaptiveSession(meta, space, candidates, seed, prior, self.temperature)
+        return _AdaptiveSession(meta, space, candidates, seed, prior, (self.temperature, self.late_temperature), self.switch)
 
 
 # ---------------------------------------------------------------- kNN warm start + GP (Feurer et al. 2015)
