@@ -173,6 +173,13 @@ def equivalent_random_trials(strategy_regret: float, random_curve: np.ndarray) -
     return float(j + frac)  # trials are 1-based: curve[j - 1] is r = j
 
 
+def check_strategies(names: Sequence[str]) -> None:
+    """Refuse an empty list or an unknown strategy name, naming it."""
+    unknown = [s for s in names if s not in STRATEGIES]
+    if not names or unknown:
+        raise BenchmarkError(f"--strategies: unknown strategy '{(unknown or [''])[0]}' (available: {', '.join(STRATEGIES)})")
+
+
 @dataclass
 class BenchmarkResult:
     results: pd.DataFrame  # strategy, task, seed, trial, best_so_far, normalized_regret
@@ -197,9 +204,7 @@ def run_benchmark(data: BenchmarkData, strategies: Sequence[str], budget: int, s
     """
     from tqdm.auto import tqdm
 
-    unknown = [s for s in strategies if s not in STRATEGIES]
-    if unknown:
-        raise BenchmarkError(f"--strategies: unknown strategy '{unknown[0]}' (available: {', '.join(STRATEGIES)})")
+    check_strategies(strategies)
     if budget < 1 or seeds < 1:
         raise BenchmarkError("--budget and --seeds must be at least 1")
     fold_list = folds(data.tasks, holdout, splits=splits)

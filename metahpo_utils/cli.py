@@ -197,15 +197,11 @@ def _cmd_reproduce(a: argparse.Namespace) -> int:
 
 
 def _cmd_benchmark(a: argparse.Namespace) -> int:
-    from .benchmark import prepare, run_benchmark, write_outputs
+    from .benchmark import check_strategies, prepare, run_benchmark, write_outputs
     from .metadataset import load_task_table, read_table
 
     names = [s.strip() for s in a.strategies.split(",") if s.strip()]
-    from .strategies import STRATEGIES
-
-    unknown = [s for s in names if s not in STRATEGIES]
-    if not names or unknown:
-        raise BenchmarkError(f"--strategies: unknown strategy '{(unknown or [''])[0]}' (available: {', '.join(STRATEGIES)})")
+    check_strategies(names)  # before reading the table: a typo fails fast
     space = load_space(a.space) if a.space else None
     feats = load_task_table(a.task_features) if a.task_features else None
     splits = None
@@ -249,7 +245,7 @@ def _cmd_perf(a: argparse.Namespace) -> int:
     from .metadataset import default_metadataset
     from .strategies import STRATEGIES
 
-    names = [s for s in (a.strategies.split(",") if a.strategies else STRATEGIES)]
+    names = a.strategies.split(",") if a.strategies else list(STRATEGIES)
     if a.table:
         data, source = prepare(a.table), a.table
     else:
