@@ -117,3 +117,18 @@ def test_greedy_portfolio_matches_brute_force():
     pair = [np.mean(np.maximum(Y[:, order[0]], Y[:, j])) if j != order[0] else -1 for j in range(9)]
     assert order[1] == int(np.argmax(pair))
     assert len(set(order)) == 3
+
+
+def test_meta_values_exact_where_evaluated_nearest_elsewhere(meta):
+    table, feats = meta
+    m = make_strategy("portfolio").fit(table, feats, space=shifting_space()).meta
+    X, yn = m.X[2], m.yn[2]
+    # exact hits return the task's own normalised values, in any order and with repeats
+    order = np.array([3, 0, 3, len(X) - 1])
+    np.testing.assert_array_equal(m.values_at(2, X[order]), yn[order])
+    # off-table points take the value of the nearest evaluated configuration (brute force)
+    q = np.random.default_rng(1).random((7, X.shape[1]))
+    nearest = ((q[:, None, :] - X[None]) ** 2).sum(-1).argmin(1)
+    np.testing.assert_array_equal(m.values_at(2, q), yn[nearest])
+    assert m.values_matrix(q).shape == (m.n_tasks, 7)
+    np.testing.assert_array_equal(m.values_matrix(q)[2], yn[nearest])

@@ -77,8 +77,25 @@ class MetaData:
 
     def values_at(self, task: int, Xq: np.ndarray) -> np.ndarray:
         """Normalised values of task ``task`` at encoded points: exact where evaluated, else nearest."""
-        d = ((Xq[:, None, :] - self.X[task][None, :, :]) ** 2).sum(-1)  # (q, n_t)
-        return self.yn[task][d.argmin(1)]
+        Xq = np.asarray(Xq, dtype=float).reshape(-1, self.space.dim)
+        index = self._exact_index(task)
+        pos = np.array([index.get(k, -1) for k in _row_keys(Xq)], dtype=int)
+        miss = np.flatnonzero(pos < 0)
+        for chunk in np.array_split(miss, max(1, len(miss) // 256)) if len(miss) else []:
+            d = ((Xq[chunk, None, :] - self.X[task][None, :, :]) ** 2).sum(-1)  # (chunk, n_t)
+            pos[chunk] = d.argmin(1)
+        return self.yn[task][pos]
+
+    def values_matrix(self, Xq: np.ndarray) -> np.ndarray:
+        """Normalised values of every meta-train task at encoded points ``(T, q)``."""
+        return np.stack([self.values_at(t, Xq) for t in range(self.n_tasks)])
+
+    def _exact_index(self, task: int) -> dict[bytes, int]:
+        if not hasattr(self, "_index"):
+            self._index: dict[int, dict[bytes, int]] = {}
+        if task not in self._index:
+            self._index[task] = {k: i for i, k in reversed(list(enumerate(_row_keys(self.X[task]))))}  # first wins
+        return self._index[task]
 
     def standardize_features(self, features: Mapping[str, float] | pd.Series | None) -> np.ndarray | None:
         """A new task's meta-features on the meta-train standardisation (``None`` if unusable)."""
@@ -110,13 +127,19 @@ class MetaData:
         T = self.n_tasks
         if len(y_obs) < 2 or np.ptp(y_obs) == 0:
             return np.full(T, 1.0 / T)
-        V = np.stack([self.values_at(i, X_obs) for i in range(T)])  # (T, n)
+        V = self.values_matrix(X_obs)  # (T, n)
         dy = np.sign(y_obs[:, None] - y_obs[None, :])  # (n, n)
         dv = np.sign(V[:, :, None] - V[:, None, :])  # (T, n, n)
         pairs = max((dy != 0).sum(), 1)
         tau = (dv * dy[None]).sum((1, 2)) / pairs  # (T,) in [-1, 1]
         w = np.exp((tau - tau.max()) / temperature)
         return w / w.sum()
+
+
+def _row_keys(X: np.ndarray) -> list[bytes]:
+    """Hashable keys of encoded rows (rounded, so equal configurations match exactly)."""
+    R = np.ascontiguousarray(np.round(np.asarray(X, dtype=float), 9) + 0.0)  # + 0.0: no negative zeros
+    return [r.tobytes() for r in R]
 
 
 def as_candidates(candidates: Any, space: SearchSpace) -> list[dict[str, Any]] | None:

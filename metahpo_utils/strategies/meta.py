@@ -71,7 +71,7 @@ class _AdaptiveSession(Session):
         self.meta, self.prior, self.temperature, self.switch = meta, prior, temperature, switch
         if self.candidates is not None:
             # normalised value of every candidate on every meta-train task: (T, n_candidates)
-            self.V = np.stack([meta.values_at(t, self.cand_X) for t in range(meta.n_tasks)])
+            self.V = meta.values_matrix(self.cand_X)
         else:
             self.V = meta.Y
 
@@ -82,8 +82,7 @@ class _AdaptiveSession(Session):
         if self.prior is not None:
             w = w * self.prior
             w = w / w.sum()
-        start = np.stack([self.meta.values_at(t, X).max() if len(y) else 0.0 for t in range(self.meta.n_tasks)]) \
-            if len(y) else None
+        start = self.meta.values_matrix(X).max(1) if len(y) else None
         if self.candidates is not None:
             idx = np.flatnonzero(self.open)
             j = greedy_portfolio(self.V[:, idx], 1, w, start)[0]
@@ -117,30 +116,39 @@ class AdaptivePortfolioStrategy(Strategy):
 
 
 # ---------------------------------------------------------------- kNN warm start + GP (Feurer et al. 2015)
-def gp_expected_improvement(X: np.ndarray, y: np.ndarray, pts: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Expected improvement of a Matern-5/2 GP fitted to ``(X, y)`` at ``pts`` (maximisation)."""
+def gp_expected_improvement(X: np.ndarray, y: np.ndarray, pts: np.ndarray, seed: int = 0,
+                            kernel: Any = None) -> tuple[np.ndarray, Any]:
+    """Expected improvement of a Matern-5/2 GP fitted to ``(X, y)`` at ``pts`` (maximisation).
+
+    With ``kernel`` (a fitted kernel from an earlier call) its hyperparameters are reused as they
+    are; otherwise they are fitted by maximum marginal likelihood. Returns the EI and the kernel.
+    """
+    import warnings
+
     from scipy.stats import norm
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
-    kernel = ConstantKernel(1.0) * Matern(length_scale=np.full(X.shape[1], 0.3), length_scale_bounds=(1e-2, 1e2), nu=2.5) \
-        + WhiteKernel(1e-3, (1e-6, 1e-1))
-    gp = GaussianProcessRegressor(kernel, normalize_y=True, random_state=seed, n_restarts_optimizer=0)
-    import warnings
-
+    if kernel is None:
+        kernel = ConstantKernel(1.0) * Matern(length_scale=np.full(X.shape[1], 0.3), length_scale_bounds=(1e-2, 1e2), nu=2.5) \
+            + WhiteKernel(1e-3, (1e-6, 1e-1))
+        gp = GaussianProcessRegressor(kernel, normalize_y=True, random_state=seed, n_restarts_optimizer=0)
+    else:
+        gp = GaussianProcessRegressor(kernel, normalize_y=True, optimizer=None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         gp.fit(X, y)
     mu, sd = gp.predict(pts, return_std=True)
     sd = np.maximum(sd, 1e-9)
     z = (mu - y.max()) / sd
-    return (mu - y.max()) * norm.cdf(z) + sd * norm.pdf(z)
+    return (mu - y.max()) * norm.cdf(z) + sd * norm.pdf(z), gp.kernel_
 
 
 class _KnnSession(Session):
     def __init__(self, warm: np.ndarray, meta: MetaData, space: SearchSpace, candidates: Any, seed: int, features_given: bool):
         super().__init__(space, candidates, seed)
         self.warm, self.meta, self.features_given = list(warm), meta, features_given
+        self._kernel, self._kernel_n = None, 0
 
     def _propose(self) -> np.ndarray:
         X, y = self.observed()
@@ -153,7 +161,12 @@ class _KnnSession(Session):
         if len(y) < 2 or np.ptp(y) == 0:
             return self.rng.random(self.space.dim)  # nothing to model yet (e.g. a batch before any result)
         pts, idx = self.pool()
-        return self._choose(gp_expected_improvement(X, y, pts, self.seed), pts, idx)
+        # kernel hyperparameters are re-fitted whenever the data grew by a fifth since the last fit
+        refit = self._kernel is None or len(y) >= 1.2 * self._kernel_n
+        ei, kernel = gp_expected_improvement(X, y, pts, self.seed, None if refit else self._kernel)
+        if refit:
+            self._kernel, self._kernel_n = kernel, len(y)
+        return self._choose(ei, pts, idx)
 
 
 class KnnStrategy(Strategy):
