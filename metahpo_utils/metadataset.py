@@ -223,7 +223,9 @@ def _suite(name: str, n_tasks: int, seed: int, root: str | None, ways: tuple[int
 
 def evaluate_job(job: dict[str, Any]) -> dict[str, Any]:
     """Run one job of a collection: ``kind="trial"`` trains one configuration on one task,
-    ``kind="metafeatures"`` computes a task's meta-features.
+    ``kind="group"`` trains several configurations of one task as one population
+    (:mod:`metahpo_utils.population`; result in ``"trials"``), ``kind="metafeatures"`` computes a
+    task's meta-features.
 
     The task is rebuilt from the suite recipe on the worker (cached per process), so only
     small dicts travel. Torch uses ``job["threads"]`` threads (1 by default) so results do
@@ -243,18 +245,37 @@ def evaluate_job(job: dict[str, Any]) -> dict[str, Any]:
         if job["kind"] == "metafeatures":
             out["metafeatures"] = compute_metafeatures(task, seed=s["seed"])
             return out
+        if job["kind"] == "group":
+            from .population import train_population
+
+            try:
+                pop = train_population(task, job["configs"], epochs=job["epochs"], seed=job["seed"],
+                                       family=job["family"], device=job.get("device"))
+                out["trials"] = [_trial_record(i, job["seed"], r) for i, r in zip(job["config_ids"], pop.results)]
+            except Exception as err:  # the whole group failed: every member is recorded as failed
+                out["trials"] = [_failed_record(i, job["seed"], err) for i in job["config_ids"]]
+            return out
         r = train_config(task, job["config"], epochs=job["epochs"], seed=job["seed"],
                          family=job["family"], device=job.get("device"))
-        out.update(config_id=job["config_id"], seed=job["seed"], status=r.status, objective=r.objective,
-                   test_objective=r.test_objective, cost_s=r.cost_s, curve=r.curve, val_loss=r.val_loss,
-                   train_loss=r.train_loss)
+        out.update(_trial_record(job["config_id"], job["seed"], r))
     except Exception as err:  # recorded, never fatal to the collection
-        out.update(config_id=job.get("config_id"), seed=job.get("seed"), status="failed", objective=None,
-                   test_objective=None, cost_s=None, curve=[], val_loss=[], train_loss=[],
-                   error=f"{type(err).__name__}: {err}")
+        if job["kind"] == "group":
+            out["trials"] = [_failed_record(i, job.get("seed"), err) for i in job["config_ids"]]
+        else:
+            out.update(_failed_record(job.get("config_id"), job.get("seed"), err))
     finally:
         torch.set_num_threads(prev_threads)
     return out
+
+
+def _trial_record(config_id: int, seed: int, r: Any) -> dict[str, Any]:
+    return dict(config_id=config_id, seed=seed, status=r.status, objective=r.objective, test_objective=r.test_objective,
+                cost_s=r.cost_s, curve=r.curve, val_loss=r.val_loss, train_loss=r.train_loss)
+
+
+def _failed_record(config_id: int | None, seed: int | None, err: BaseException) -> dict[str, Any]:
+    return dict(config_id=config_id, seed=seed, status="failed", objective=None, test_objective=None, cost_s=None,
+                curve=[], val_loss=[], train_loss=[], error=f"{type(err).__name__}: {err}")
 
 
 def recompute_trial(meta: dict[str, Any], task: str, config_id: int, root: str | None = None) -> dict[str, Any]:
@@ -336,7 +357,8 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
             scheduler: str | None = None, design: str = "sobol", family: str | None = None,
             space: SearchSpace | None = None, root: str | None = None, ways: int | tuple[int, int] | None = None,
             download: bool = False, progress: bool = True,
-            device: str | None = "auto", threads: int = 1, max_trials: int | None = None) -> CollectReport:
+            device: str | None = "auto", threads: int = 1, max_trials: int | None = None,
+            trainer: str = "population", max_group: int = 64) -> CollectReport:
     """Evaluate every task of a suite on one space-filling design of configurations.
 
     Args:
@@ -359,6 +381,10 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
         device: training device (``auto``: CUDA when present, else CPU).
         threads: torch threads per trial.
         max_trials: stop after this many new trials (for demos; a re-run continues).
+        trainer: ``population`` (default: each task's configurations that share depth and batch size
+            train as one batched population, see :mod:`metahpo_utils.population`) or ``sequential``
+            (one configuration at a time). Both give the same results up to float rounding.
+        max_group: most configurations in one population.
 
     Returns:
         A :class:`CollectReport`.
@@ -383,6 +409,8 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
             for t in suite_obj.task_names if t not in known
         ]
         done = st.finished()
+        if trainer not in TRAINERS:
+            raise CollectError(f"collect: --trainer must be one of {', '.join(TRAINERS)} (got {trainer!r})")
         trial_jobs = [
             {"kind": "trial", "suite": sfp, "task": t, "config_id": i, "config": c, "epochs": epochs,
              "seed": seed, "family": family, "device": device, "threads": threads}
@@ -390,7 +418,7 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
         ]
         if max_trials is not None:
             trial_jobs = trial_jobs[:max_trials]
-        jobs += trial_jobs
+        jobs += _group_jobs(trial_jobs, family, max_group) if trainer == "population" else trial_jobs
         total = len(suite_obj) * n_configs
         n_done = sum((t, i, seed) in done for t in suite_obj.task_names for i in range(n_configs))
         bar = tqdm(total=total, initial=n_done, desc=f"collect {suite_obj.name}", unit="trial", disable=not progress)
@@ -402,9 +430,10 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
                     raise StoreError(f"meta-features of task '{res['task']}' failed: {res.get('error')}")
                 st.add_task(res["task"], suite_obj.split_of(res["task"]), suite_obj.specs[res["task"]].to_dict(), res["metafeatures"])
                 return
-            st.add_trial(res["task"], res["config_id"], res["seed"], res)
-            statuses[res["status"]] = statuses.get(res["status"], 0) + 1
-            bar.update(1)
+            for trial in res["trials"] if res["kind"] == "group" else [res]:
+                st.add_trial(res["task"], trial["config_id"], trial["seed"], trial)
+                statuses[trial["status"]] = statuses.get(trial["status"], 0) + 1
+                bar.update(1)
 
         for res in _run_jobs(jobs, workers, client):
             record(res)
@@ -415,6 +444,27 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
             client.close()
     return CollectReport(Path(store), len(suite_obj), n_configs, total, len(trial_jobs),
                          n_done, time.perf_counter() - t0, statuses)
+
+
+#: Trainers ``collect`` can use.
+TRAINERS = ("population", "sequential")
+
+
+def _group_jobs(trial_jobs: list[dict[str, Any]], family: str, max_group: int) -> list[dict[str, Any]]:
+    """Trial jobs regrouped into population jobs: per task, configurations with the same depth and
+    batch size (at most ``max_group`` each)."""
+    from .population import group_configs
+
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for j in trial_jobs:
+        by_task.setdefault(j["task"], []).append(j)
+    out = []
+    for task, js in by_task.items():
+        for idx in group_configs([j["config"] for j in js], family, max_group):
+            first = js[idx[0]]
+            out.append({**{k: v for k, v in first.items() if k not in ("config", "config_id")}, "kind": "group",
+                        "config_ids": [js[i]["config_id"] for i in idx], "configs": [js[i]["config"] for i in idx]})
+    return out
 
 
 def _connect(scheduler: str) -> Any:
@@ -454,9 +504,12 @@ def _run_jobs(jobs: list[dict[str, Any]], workers: int, client: Any = None) -> I
             job = pending.pop(fut)
             try:
                 res = fut.result()
-            except Exception as err:  # a worker died: record the trial as failed, go on
-                res = {"kind": job["kind"], "task": job["task"], "config_id": job.get("config_id"),
-                       "seed": job.get("seed"), "status": "failed", "error": f"{type(err).__name__}: {err}"}
+            except Exception as err:  # a worker died: record the trial(s) as failed, go on
+                res = {"kind": job["kind"], "task": job["task"]}
+                if job["kind"] == "group":
+                    res["trials"] = [_failed_record(i, job.get("seed"), err) for i in job["config_ids"]]
+                else:
+                    res.update(_failed_record(job.get("config_id"), job.get("seed"), err))
             fut.release()
             yield res
             for j in _take(it, 1):

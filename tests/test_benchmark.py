@@ -116,6 +116,27 @@ def test_cli_benchmark_end_to_end(tmp_path, capsys):
     assert "regret@1" in capsys.readouterr().out
 
 
+def test_cli_benchmark_reuse_reruns_only_the_named_strategies(tmp_path, capsys):
+    table, _ = shifting_table(n_tasks=4, n_configs=12)
+    t = _write(tmp_path, table)
+    both = tmp_path / "both"
+    assert main(_bench_args(t, both, **{"--strategies": "random,portfolio,grid"})) == 0
+    full = pd.read_csv(both / "results.csv")
+    # re-run one strategy on top of the earlier results: identical results, ranks over all three
+    assert main(_bench_args(t, tmp_path / "re", **{"--strategies": "portfolio", "--reuse": str(both / "results.csv")})) == 0
+    merged = pd.read_csv(tmp_path / "re" / "results.csv")
+    key = ["strategy", "task", "seed", "trial"]
+    pd.testing.assert_frame_equal(merged.sort_values(key).reset_index(drop=True), full.sort_values(key).reset_index(drop=True))
+    assert json.loads((tmp_path / "re" / "summary.json").read_text()) == json.loads((both / "summary.json").read_text())
+    # an earlier run of another protocol is refused with one line
+    capsys.readouterr()
+    assert main(_bench_args(t, tmp_path / "bad", **{"--strategies": "portfolio", "--budget": "4",
+                                                     "--reuse": str(both / "results.csv")})) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--reuse: strategy 'random' covers other" in err[0]
+    assert not (tmp_path / "bad").exists()
+
+
 def test_cli_benchmark_bad_inputs(tmp_path, capsys):
     table, _ = shifting_table(n_tasks=3, n_configs=6)
     good = _write(tmp_path, table)

@@ -132,3 +132,18 @@ def test_meta_values_exact_where_evaluated_nearest_elsewhere(meta):
     np.testing.assert_array_equal(m.values_at(2, q), yn[nearest])
     assert m.values_matrix(q).shape == (m.n_tasks, 7)
     np.testing.assert_array_equal(m.values_matrix(q)[2], yn[nearest])
+
+
+def test_meta_utilities_rank_and_mixed(meta):
+    table, feats = meta
+    m = make_strategy("portfolio").fit(table, feats, space=shifting_space()).meta
+    y, yn = m.y[0], m.yn[0]
+    pct = m.utility_values(0, "rank")
+    # percentile ranks: 1 at the best, 0 at the worst, same order as the values
+    assert pct[y.argmax()] == 1.0 and pct[y.argmin()] == 0.0
+    assert np.all(np.diff(pct[np.argsort(y)]) >= 0)
+    np.testing.assert_allclose(m.utility_values(0, "mixed"), (yn + pct) / 2)
+    with pytest.raises(StrategyError, match="utility must be regret, rank or mixed"):
+        make_strategy("adaptive-portfolio", utility="top")
+    with pytest.raises(StrategyError, match="utility must be regret, rank or mixed"):
+        m.values_at(0, m.X[0][:2], utility="top")

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 
 from ..space import SearchSpace
 
@@ -33,6 +34,7 @@ class MetaData:
         X: per task, encoded configurations ``(n_t, d)``.
         y: per task, raw objective values ``(n_t,)`` (higher is better).
         yn: per task, min-max normalised values in [0, 1] (1 = the task's best).
+        pct: per task, percentile ranks in [0, 1] (1 = the task's best, ties averaged).
         pool: union of the tasks' configurations, encoded ``(m, d)``.
         Y: normalised value of every pool configuration on every task ``(T, m)``; where a task
             lacks a configuration, the value of its nearest evaluated configuration.
@@ -49,7 +51,7 @@ class MetaData:
         enc = space.encode_table(ok)  # (rows, d)
         task_col = ok["task"].astype(str).to_numpy()
         vals = ok["objective"].astype(float).to_numpy()
-        self.X, self.y, self.yn = [], [], []
+        self.X, self.y, self.yn, self.pct = [], [], [], []
         for t in self.tasks:
             m = task_col == t
             y = vals[m]
@@ -57,6 +59,7 @@ class MetaData:
             self.X.append(enc[m])
             self.y.append(y)
             self.yn.append((y - y.min()) / span if span > 0 else np.ones_like(y))
+            self.pct.append((rankdata(y) - 1) / (len(y) - 1) if len(y) > 1 else np.ones_like(y))
         self.pool = np.unique(np.round(enc, 9), axis=0)  # (m, d)
         self.Y = np.stack([self.values_at(i, self.pool) for i in range(len(self.tasks))])  # (T, m)
         self.features = self.feature_names = self.feature_mean = self.feature_scale = None
@@ -75,8 +78,12 @@ class MetaData:
     def n_tasks(self) -> int:
         return len(self.tasks)
 
-    def values_at(self, task: int, Xq: np.ndarray) -> np.ndarray:
-        """Normalised values of task ``task`` at encoded points: exact where evaluated, else nearest."""
+    def values_at(self, task: int, Xq: np.ndarray, utility: str = "regret") -> np.ndarray:
+        """Values of task ``task`` at encoded points: exact where evaluated, else nearest.
+
+        ``utility``: ``regret`` (min-max normalised value, 1 - normalised regret), ``rank``
+        (percentile rank) or ``mixed`` (their mean); all are 1 at the task's best.
+        """
         Xq = np.asarray(Xq, dtype=float).reshape(-1, self.space.dim)
         index = self._exact_index(task)
         pos = np.array([index.get(k, -1) for k in _row_keys(Xq)], dtype=int)
@@ -84,11 +91,21 @@ class MetaData:
         for chunk in np.array_split(miss, max(1, len(miss) // 256)) if len(miss) else []:
             d = ((Xq[chunk, None, :] - self.X[task][None, :, :]) ** 2).sum(-1)  # (chunk, n_t)
             pos[chunk] = d.argmin(1)
-        return self.yn[task][pos]
+        return self.utility_values(task, utility)[pos]
 
-    def values_matrix(self, Xq: np.ndarray) -> np.ndarray:
-        """Normalised values of every meta-train task at encoded points ``(T, q)``."""
-        return np.stack([self.values_at(t, Xq) for t in range(self.n_tasks)])
+    def utility_values(self, task: int, utility: str = "regret") -> np.ndarray:
+        """Task ``task``'s own configurations' values under ``utility`` (see :meth:`values_at`)."""
+        if utility == "regret":
+            return self.yn[task]
+        if utility == "rank":
+            return self.pct[task]
+        if utility == "mixed":
+            return 0.5 * (self.yn[task] + self.pct[task])
+        raise StrategyError(f"utility must be regret, rank or mixed (got {utility!r})")
+
+    def values_matrix(self, Xq: np.ndarray, utility: str = "regret") -> np.ndarray:
+        """Values of every meta-train task at encoded points ``(T, q)``."""
+        return np.stack([self.values_at(t, Xq, utility) for t in range(self.n_tasks)])
 
     def _exact_index(self, task: int) -> dict[bytes, int]:
         if not hasattr(self, "_index"):
