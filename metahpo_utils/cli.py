@@ -80,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trainer", choices=TRAINERS, default="population",
                    help="population (default): a task's configurations with equal depth and batch size train as one "
                         "batched computation; sequential: one at a time (same results up to float rounding)")
-    p.add_argument("--max-group", type=_positive, default=64, help="most configurations in one population")
+    p.add_argument("--max-group", type=_positive, default=64, help="most trials in one population")
+    p.add_argument("--group-by", choices=("config", "task"), default="config",
+                   help="population members: one configuration across tasks (default; no padding) or one task's "
+                        "configurations (widths and MLP depths padded)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("export", help="write the tidy tables (trials, tasks, provenance) of a store")
@@ -112,10 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--configs", type=_positive, default=2000, help="fixed random subset of the 30,000 configurations per task")
     p.add_argument("--subset-seed", type=int, default=0)
 
-    p = sub.add_parser("perf", help="performance figures: median suggest() time with 100 observations")
-    p.add_argument("--table", default=None, help="tidy table (default: HPOBench MLP subset if installed, else the default digits meta-dataset)")
-    p.add_argument("--strategies", default=None, help="comma-separated (default: all)")
-    p.add_argument("--observations", type=_positive, default=100)
+    p = sub.add_parser("perf", help="performance figures measured in one run: trainers, collection, replay, suggest()")
+    p.add_argument("--only", default="trainers,collect,replay,suggest",
+                   help="comma-separated sections: trainers (population vs sequential, GFLOP/s), collect (Dask "
+                        "speed-up, peak memory), replay (runs/s), suggest (median suggest() time)")
+    p.add_argument("--table", default=None, help="suggest: tidy table (default: HPOBench MLP subset if installed, else the default digits meta-dataset)")
+    p.add_argument("--strategies", default=None, help="suggest: comma-separated (default: all)")
+    p.add_argument("--observations", type=_positive, default=100, help="suggest: observations before timing")
     p.add_argument("--json", default=None, help="also write the figures as JSON here")
 
     p = sub.add_parser("reproduce", help="the main job on the embedded default data (suite + meta-dataset)")
@@ -164,7 +170,7 @@ def _cmd_collect(a: argparse.Namespace) -> int:
     rep = collect(a.suite, n_tasks=a.tasks, n_configs=a.configs, epochs=a.epochs, store=a.store, seed=a.seed,
                   workers=a.workers, scheduler=a.scheduler, design=a.design, family=a.model, space=space,
                   root=a.root, ways=a.ways, download=a.download, progress=not a.no_progress, device=a.device, max_trials=a.max_trials,
-                  trainer=a.trainer, max_group=a.max_group)
+                  trainer=a.trainer, max_group=a.max_group, group_by=a.group_by)
     _print_report(rep)
     return 0
 
@@ -180,8 +186,10 @@ def _cmd_reproduce(a: argparse.Namespace) -> int:
     out = Path(a.out)
     r = REPRODUCE
     store = out / f"{r['suite']}.sqlite"
+    # the sequential trainer: the committed default meta-dataset and every figure built on it come from
+    # it, and the population trainer matches it only up to float rounding (a few unstable runs differ)
     rep = collect(r["suite"], n_tasks=r["n_tasks"], n_configs=r["n_configs"], epochs=r["epochs"], store=store,
-                  seed=r["seed"], workers=a.workers)
+                  seed=r["seed"], workers=a.workers, trainer="sequential")
     _print_report(rep)
     paths = export_tables(store, out / r["suite"], "csv")
     print(f"meta-dataset store: {store}")
@@ -256,7 +264,66 @@ def _cmd_hpobench(a: argparse.Namespace) -> int:
     return 0
 
 
+PERF_SECTIONS = ("trainers", "collect", "replay", "suggest")
+
+
 def _cmd_perf(a: argparse.Namespace) -> int:
+    from . import perf
+
+    only = [x.strip() for x in a.only.split(",") if x.strip()]
+    bad = [x for x in only if x not in PERF_SECTIONS]
+    if bad:
+        raise BenchmarkError(f"--only: unknown section '{bad[0]}' (use {', '.join(PERF_SECTIONS)})")
+    out: dict = {}
+    if "trainers" in only:
+        for kind in ("mlp", "cnn"):
+            r = perf.population_speedup(kind)
+            out[f"population_{kind}"] = r
+            out[f"population_speedup_{kind}"] = r["speedup"]
+            print(f"{kind} workload ({perf.describe_workload(kind)}): sequential {r['sequential_configs_per_s']:.2f} "
+                  f"configs/s, population {r['population_configs_per_s']:.2f} configs/s -> x{r['speedup']:.2f} "
+                  f"(identical accuracy for {r['same_objective_fraction']:.0%} of members)")
+        mf = perf.matmul_fraction()
+        out["matmul"] = mf
+        out["matmul_fraction"] = mf["fraction"]
+        print(f"population GFLOP/s {mf['population_gflops']:.1f} vs torch.matmul of the same shapes "
+              f"{mf['matmul_gflops']:.1f} -> fraction {mf['fraction']:.2f}")
+    if "collect" in only:
+        one, two = perf.collect_run(workers=1), perf.collect_run(workers=2)
+        seq = perf.collect_run(workers=1, trainer="sequential")
+        n = perf.COLLECT_SIZE["n_tasks"]
+        small, big = one, perf.collect_run(workers=1, n_tasks=2 * n)
+        out["collect"] = {"size": dict(perf.COLLECT_SIZE), "workers_1": one, "workers_2": two,
+                          "sequential_workers_1": seq, "tasks_x2_workers_1": big}
+        out["collect_peak_rss_mb"] = {str(n): small["peak_rss_mb"], str(2 * n): big["peak_rss_mb"]}
+        out["dask_speedup"] = two["trials_per_s"] / one["trials_per_s"]
+        out["collect_population_vs_sequential"] = one["trials_per_s"] / seq["trials_per_s"]
+        size = perf.COLLECT_SIZE
+        print(f"collect (digits, {size['n_tasks']} tasks x {size['n_configs']} configs x {size['epochs']} epochs): "
+              f"1 process {one['trials_per_s']:.1f} trials/s, "
+              f"2 Dask workers {two['trials_per_s']:.1f} trials/s -> x{out['dask_speedup']:.2f}; "
+              f"sequential trainer {seq['trials_per_s']:.1f} trials/s")
+        print(f"collect peak memory (1 process): {small['peak_rss_mb']:.0f} MB with {n} tasks, "
+              f"{big['peak_rss_mb']:.0f} MB with {2 * n}")
+    if "replay" in only:
+        rr = perf.replay_throughput()
+        out["replay_runs_per_s"] = rr
+        print("replay benchmark (50-trial runs/s, default digits meta-dataset): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in rr.items()))
+    if "suggest" in only:
+        res, source = _suggest_times(a)
+        out["suggest_median_ms"] = {k: v * 1000 for k, v in res.items()}
+        out["suggest_table"] = source
+        out["observations"] = a.observations
+        print(f"median suggest() with {a.observations} observations on {source}:")
+        for k, v in res.items():
+            print(f"  {k:20s} {v * 1000:8.1f} ms")
+    if a.json:
+        Path(a.json).write_text(json.dumps(out, indent=2))
+    return 0
+
+
+def _suggest_times(a: argparse.Namespace) -> tuple[dict, str]:
     from .benchmark import prepare, suggest_overhead
     from .metadataset import default_metadataset
     from .strategies import STRATEGIES
@@ -272,14 +339,7 @@ def _cmd_perf(a: argparse.Namespace) -> int:
         except ImportError:
             m = default_metadataset("digits")
             data, source = prepare(m.trials, space=m.space), "default digits meta-dataset"
-    res = suggest_overhead(data, names, n_obs=a.observations)
-    print(f"median suggest() with {a.observations} observations on {source}:")
-    for k, v in res.items():
-        print(f"  {k:20s} {v * 1000:8.1f} ms")
-    if a.json:
-        Path(a.json).write_text(json.dumps({"suggest_median_ms": {k: v * 1000 for k, v in res.items()},
-                                            "observations": a.observations, "table": source}, indent=2))
-    return 0
+    return suggest_overhead(data, names, n_obs=a.observations), source
 
 
 COMMANDS = {"perf": _cmd_perf, "benchmark": _cmd_benchmark, "hpobench": _cmd_hpobench, "suite": _cmd_suite, "collect": _cmd_collect, "export": _cmd_export, "reproduce": _cmd_reproduce}

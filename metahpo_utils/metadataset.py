@@ -246,21 +246,24 @@ def evaluate_job(job: dict[str, Any]) -> dict[str, Any]:
             out["metafeatures"] = compute_metafeatures(task, seed=s["seed"])
             return out
         if job["kind"] == "group":
-            from .population import train_population
+            from .population import train_members
 
+            suite = _suite(s["suite"], s["n_tasks"], s["seed"], s.get("root"), ways)
             try:
-                pop = train_population(task, job["configs"], epochs=job["epochs"], seed=job["seed"],
-                                       family=job["family"], device=job.get("device"))
-                out["trials"] = [_trial_record(i, job["seed"], r) for i, r in zip(job["config_ids"], pop.results)]
+                pop = train_members([(suite.task(t), c) for t, c in zip(job["tasks"], job["configs"])],
+                                    epochs=job["epochs"], seed=job["seed"], family=job["family"], device=job.get("device"))
+                out["trials"] = [dict(_trial_record(i, job["seed"], r), task=t)
+                                 for t, i, r in zip(job["tasks"], job["config_ids"], pop.results)]
             except Exception as err:  # the whole group failed: every member is recorded as failed
-                out["trials"] = [_failed_record(i, job["seed"], err) for i in job["config_ids"]]
+                out["trials"] = [dict(_failed_record(i, job["seed"], err), task=t) for t, i in zip(job["tasks"], job["config_ids"])]
             return out
         r = train_config(task, job["config"], epochs=job["epochs"], seed=job["seed"],
                          family=job["family"], device=job.get("device"))
         out.update(_trial_record(job["config_id"], job["seed"], r))
     except Exception as err:  # recorded, never fatal to the collection
         if job["kind"] == "group":
-            out["trials"] = [_failed_record(i, job.get("seed"), err) for i in job["config_ids"]]
+            out["trials"] = [dict(_failed_record(i, job.get("seed"), err), task=t)
+                             for t, i in zip(job["tasks"], job["config_ids"])]
         else:
             out.update(_failed_record(job.get("config_id"), job.get("seed"), err))
     finally:
@@ -358,7 +361,7 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
             space: SearchSpace | None = None, root: str | None = None, ways: int | tuple[int, int] | None = None,
             download: bool = False, progress: bool = True,
             device: str | None = "auto", threads: int = 1, max_trials: int | None = None,
-            trainer: str = "population", max_group: int = 64) -> CollectReport:
+            trainer: str = "population", max_group: int = 64, group_by: str = "config") -> CollectReport:
     """Evaluate every task of a suite on one space-filling design of configurations.
 
     Args:
@@ -384,7 +387,9 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
         trainer: ``population`` (default: each task's configurations that share depth and batch size
             train as one batched population, see :mod:`metahpo_utils.population`) or ``sequential``
             (one configuration at a time). Both give the same results up to float rounding.
-        max_group: most configurations in one population.
+        max_group: most trials in one population.
+        group_by: ``config`` (one configuration across tasks of similar size) or ``task`` (one task's
+            configurations); see :func:`_group_jobs`.
 
     Returns:
         A :class:`CollectReport`.
@@ -411,6 +416,8 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
         done = st.finished()
         if trainer not in TRAINERS:
             raise CollectError(f"collect: --trainer must be one of {', '.join(TRAINERS)} (got {trainer!r})")
+        if group_by not in ("config", "task"):
+            raise CollectError(f"collect: --group-by must be config or task (got {group_by!r})")
         trial_jobs = [
             {"kind": "trial", "suite": sfp, "task": t, "config_id": i, "config": c, "epochs": epochs,
              "seed": seed, "family": family, "device": device, "threads": threads}
@@ -418,7 +425,12 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
         ]
         if max_trials is not None:
             trial_jobs = trial_jobs[:max_trials]
-        jobs += _group_jobs(trial_jobs, family, max_group) if trainer == "population" else trial_jobs
+        if trainer == "population":
+            # approximate training-set sizes (largest class x classes), to put tasks of similar size together
+            sizes = {t: suite_obj.specs[t].n_per_class * len(suite_obj.specs[t].classes) for t in suite_obj.task_names}
+            jobs += _group_jobs(trial_jobs, family, max_group, sizes, by=group_by)
+        else:
+            jobs += trial_jobs
         total = len(suite_obj) * n_configs
         n_done = sum((t, i, seed) in done for t in suite_obj.task_names for i in range(n_configs))
         bar = tqdm(total=total, initial=n_done, desc=f"collect {suite_obj.name}", unit="trial", disable=not progress)
@@ -431,7 +443,7 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
                 st.add_task(res["task"], suite_obj.split_of(res["task"]), suite_obj.specs[res["task"]].to_dict(), res["metafeatures"])
                 return
             for trial in res["trials"] if res["kind"] == "group" else [res]:
-                st.add_trial(res["task"], trial["config_id"], trial["seed"], trial)
+                st.add_trial(trial.get("task", res["task"]), trial["config_id"], trial["seed"], trial)
                 statuses[trial["status"]] = statuses.get(trial["status"], 0) + 1
                 bar.update(1)
 
@@ -450,20 +462,33 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
 TRAINERS = ("population", "sequential")
 
 
-def _group_jobs(trial_jobs: list[dict[str, Any]], family: str, max_group: int) -> list[dict[str, Any]]:
-    """Trial jobs regrouped into population jobs: per task, configurations with the same depth and
-    batch size (at most ``max_group`` each)."""
+def _group_jobs(trial_jobs: list[dict[str, Any]], family: str, max_group: int, sizes: dict[str, int],
+                by: str = "config") -> list[dict[str, Any]]:
+    """Trial jobs regrouped into population jobs of at most ``max_group`` members.
+
+    ``by="config"``: one configuration across tasks (identical architectures, no padding), tasks
+    sorted by training-set size so that a group's tasks need similar numbers of steps.
+    ``by="task"``: per task, configurations that share a :func:`~metahpo_utils.population.group_key`
+    (widths and MLP depths padded; padding changes float rounding, so with ``task`` a resumed
+    collection can differ from an uninterrupted one in the last digits, which ``config`` avoids).
+    """
     from .population import group_configs
 
-    by_task: dict[str, list[dict[str, Any]]] = {}
+    buckets: dict[Any, list[dict[str, Any]]] = {}
     for j in trial_jobs:
-        by_task.setdefault(j["task"], []).append(j)
+        buckets.setdefault(j["config_id"] if by == "config" else j["task"], []).append(j)
     out = []
-    for task, js in by_task.items():
-        for idx in group_configs([j["config"] for j in js], family, max_group):
+    for js in buckets.values():
+        if by == "config":
+            js = sorted(js, key=lambda j: sizes.get(j["task"], 0))
+            groups = [list(range(k, min(k + max_group, len(js)))) for k in range(0, len(js), max_group)]
+        else:
+            groups = group_configs([j["config"] for j in js], family, max_group)
+        for idx in groups:
             first = js[idx[0]]
             out.append({**{k: v for k, v in first.items() if k not in ("config", "config_id")}, "kind": "group",
-                        "config_ids": [js[i]["config_id"] for i in idx], "configs": [js[i]["config"] for i in idx]})
+                        "tasks": [js[i]["task"] for i in idx], "config_ids": [js[i]["config_id"] for i in idx],
+                        "configs": [js[i]["config"] for i in idx]})
     return out
 
 
@@ -475,6 +500,10 @@ def _connect(scheduler: str) -> Any:
         return Client(scheduler, timeout="10s")
     except (OSError, TimeoutError, ValueError) as err:
         raise CollectError(f"cannot reach the Dask scheduler at --scheduler {scheduler!r} ({type(err).__name__}: {err})") from None
+
+
+#: glibc malloc trim and mmap thresholds of the LocalCluster's workers (bytes).
+MALLOC_THRESHOLD = 256 * 2**20
 
 
 def _run_jobs(jobs: list[dict[str, Any]], workers: int, client: Any = None) -> Iterator[dict[str, Any]]:
@@ -490,8 +519,15 @@ def _run_jobs(jobs: list[dict[str, Any]], workers: int, client: Any = None) -> I
 
     cluster = own = None
     if client is None:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+        import dask
+
+        # Dask's default MALLOC_TRIM_THRESHOLD_ (64 KiB) also switches off glibc's adaptive mmap
+        # threshold: every tensor over 128 KiB is then mapped and unmapped afresh, and training spends
+        # more time in page faults than in arithmetic. Keep freed memory in the heap instead.
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": str(MALLOC_THRESHOLD),
+                              "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": str(MALLOC_THRESHOLD)}):
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None, silence_logs=logging.ERROR)
         client = own = Client(cluster)
     try:
         # Bounded in-flight window: memory stays flat however many trials there are.
@@ -507,7 +543,8 @@ def _run_jobs(jobs: list[dict[str, Any]], workers: int, client: Any = None) -> I
             except Exception as err:  # a worker died: record the trial(s) as failed, go on
                 res = {"kind": job["kind"], "task": job["task"]}
                 if job["kind"] == "group":
-                    res["trials"] = [_failed_record(i, job.get("seed"), err) for i in job["config_ids"]]
+                    res["trials"] = [dict(_failed_record(i, job.get("seed"), err), task=t)
+                                     for t, i in zip(job["tasks"], job["config_ids"])]
                 else:
                     res.update(_failed_record(job.get("config_id"), job.get("seed"), err))
             fut.release()

@@ -26,19 +26,21 @@ agree to about 1e-5 (not bit for bit) and accuracies agree unless a prediction s
 """
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .data.tasks import Task
 from .models import Classifier, build_model
-from .training import DIVERGENCE_LOSS, TrialResult, _majority_accuracy, make_optimizer, resolve_device
+from .training import DIVERGENCE_LOSS, TrialResult, _majority_accuracy, resolve_device
 
 ADAM_EPS = 1e-8
 ADAM_BETA2 = 0.999
@@ -84,7 +86,7 @@ class _Stack(nn.Module):
         n_layers = max(self.depths)
         if len(set(self.depths)) > 1 and (kind != "mlp" or min(self.depths) == 0):
             raise ValueError("population: members differ in depth (only MLPs with hidden layers can be padded)")
-        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
+        Ws, bs = [], []
         self.widths: list[list[int]] = []  # per trunk layer: each member's output width; last: the head's input
         #: per layer, members for which it is a frozen identity (depth padding), never updated
         self.frozen: list[torch.Tensor] = []
@@ -102,63 +104,114 @@ class _Stack(nn.Module):
                 o, i = m.weight.shape[:2]
                 W[g, :o, :i] = m.weight.detach()
                 b[g, :o] = m.bias.detach()
-            self.weights.append(nn.Parameter(W))
-            self.biases.append(nn.Parameter(b))
+            Ws.append(W)
+            bs.append(b)
             self.widths.append([m.weight.shape[1] if li == n_layers else m.weight.shape[0] for m in mods])
             self.frozen.append(torch.tensor([li < n_layers and li >= d for d in self.depths]))
         self.n_classes = n_classes
+        # all weights in one (G, P) parameter: one optimiser update per step instead of one per tensor
+        self.layout: list[tuple[int, tuple[int, ...]]] = []
+        off = 0
+        for t in [x for pair in zip(Ws, bs) for x in pair]:
+            self.layout.append((off, tuple(t.shape[1:])))
+            off += t[0].numel()
+        self.flat = nn.Parameter(torch.cat([t.reshape(self.G, -1) for pair in zip(Ws, bs) for t in pair], 1))
+        # per element, members for which it belongs to a frozen identity layer (None when there are none)
+        fz = torch.zeros(self.G, off, dtype=torch.bool)
+        for li, members in enumerate(self.frozen):
+            for k in (2 * li, 2 * li + 1):
+                o, shape = self.layout[k]
+                fz[:, o:o + int(np.prod(shape))] = members[:, None]
+        self.frozen_elements = fz if bool(fz.any()) else None
 
-    def forward(self, x: torch.Tensor, dropout: "_Dropout | None" = None) -> torch.Tensor:
-        """Logits ``(G, batch, classes)`` for a batch shared by every member.
+    @property
+    def weights(self) -> list[torch.Tensor]:
+        """Each layer's stacked weights ``(G, out, in, *kernel)``, as views of :attr:`flat`."""
+        return [self._view(2 * li) for li in range(len(self.layout) // 2)]
 
-        ``dropout``: the members' dropout (training); ``None`` evaluates without dropout.
+    @property
+    def biases(self) -> list[torch.Tensor]:
+        return [self._view(2 * li + 1) for li in range(len(self.layout) // 2)]
+
+    def _view(self, k: int) -> torch.Tensor:
+        o, shape = self.layout[k]
+        return self.flat[:, o:o + int(np.prod(shape))].view(self.G, *shape)
+
+    def forward(self, x: torch.Tensor, dropout: "_Dropout | None" = None, shared: bool = True,
+                rows: Sequence[int] | None = None, start: int = 0) -> torch.Tensor:
+        """Logits ``(G, batch, classes_max)``.
+
+        Args:
+            x: one batch for every member ``(batch, *input)`` (``shared``), or one per member
+                ``(G, batch, *input)``.
+            dropout: the members' dropout (training); ``None`` evaluates without dropout.
+            rows: per member, how many leading rows of its batch are real (for dropout draws).
+            start: compute only members ``start:`` (a view of the stacked weights; the others'
+                gradients stay zero), for ``(G - start, ...)`` inputs when not shared.
         """
-        G = self.G
-        n_trunk = len(self.weights) - 1
+        G = self.G - start
+        weights, biases = self.weights, self.biases
+        n_trunk = len(weights) - 1
         if self.kind == "mlp":
-            h = x.flatten(1)  # (b, d): shared by all members
+            h = x.flatten(1) if shared else x.flatten(2)  # (b, d) or (G, b, d)
             for li in range(n_trunk):
-                W, b = self.weights[li], self.biases[li]
-                if li == 0:
+                W, b = weights[li][start:], biases[li][start:]
+                if li == 0 and shared:
                     h = torch.matmul(h, W.transpose(1, 2)) + b[:, None, :]  # (G, b, out)
                 else:
                     h = torch.baddbmm(b[:, None, :], h, W.transpose(1, 2))
                 h = torch.relu(h)
                 if dropout is not None:
-                    h = dropout(h, self.widths[li], skip=self.frozen[li])
-            if n_trunk == 0:
+                    h = dropout(h, self.widths[li], skip=self.frozen[li], rows=rows, start=start)
+            if n_trunk == 0 and shared:
                 h = h.unsqueeze(0).expand(G, -1, -1)
         else:
             conv = F.conv2d if self.kind == "cnn2d" else F.conv1d
-            pool = F.max_pool2d if self.kind == "cnn2d" else F.max_pool1d
-            h = x  # (b, C, *spatial)
+            # (b, C, *spatial) shared, or the members' inputs side by side as channel groups (b, G * C, *spatial)
+            h = x if shared else x.transpose(0, 1).reshape(x.shape[1], G * x.shape[2], *x.shape[3:])
             for li in range(n_trunk):
-                W, b = self.weights[li], self.biases[li]
+                W, b = weights[li][start:], biases[li][start:]
                 w = W.reshape(G * W.shape[1], *W.shape[2:])
-                # first block: the input is shared (one ordinary conv with G * out channels); later: grouped
-                h = conv(h, w, b.reshape(-1), padding=W.shape[-1] // 2, groups=1 if li == 0 else G)
+                # a shared input feeds one ordinary conv with G * out channels; otherwise grouped, one group per member
+                h = conv(h, w, b.reshape(-1), padding=W.shape[-1] // 2, groups=1 if li == 0 and shared else G)
                 h = torch.relu(h)
                 if self.pools[li]:
-                    h = pool(h, 2)
-            dims = tuple(range(2, h.dim()))
-            h = h.mean(dims) if n_trunk else x.mean(tuple(range(2, x.dim()))).repeat(1, G)  # global average pooling
+                    h = _maxpool2(h)
+            if n_trunk:
+                h = h.mean(tuple(range(2, h.dim())))  # global average pooling
+            else:
+                h = h.mean(tuple(range(2, h.dim())))
+                h = h.repeat(1, G) if shared else h
             h = h.reshape(h.shape[0], G, -1).transpose(0, 1)  # (G, b, C_last)
             if dropout is not None:
-                h = dropout(h, self.widths[-1])
-        Wh, bh = self.weights[-1], self.biases[-1]
-        return torch.baddbmm(bh[:, None, :], h, Wh.transpose(1, 2))[:, :, : self.n_classes]
+                h = dropout(h, self.widths[-1], rows=rows, start=start)
+        Wh, bh = weights[-1][start:], biases[-1][start:]
+        return torch.baddbmm(bh[:, None, :], h, Wh.transpose(1, 2))
 
     def member_state(self, g: int, model: Classifier) -> Classifier:
         """Copy member ``g``'s weights (un-padded) into ``model`` (built for its configuration)."""
         mods = _weight_layers(model)
-        pairs = list(zip(mods, self.weights[: len(mods)], self.biases[: len(mods)]))
-        pairs.append((model.head, self.weights[-1], self.biases[-1]))  # identity padding layers are skipped
+        weights, biases = self.weights, self.biases
+        pairs = list(zip(mods, weights[: len(mods)], biases[: len(mods)]))
+        pairs.append((model.head, weights[-1], biases[-1]))  # identity padding layers are skipped
         with torch.no_grad():
             for m, W, b in pairs:
                 o, i = m.weight.shape[:2]
                 m.weight.copy_(W[g, :o, :i])
                 m.bias.copy_(b[g, :o])
         return model
+
+
+def _maxpool2(h: torch.Tensor) -> torch.Tensor:
+    """``max_pool(h, 2)`` over the trailing 1 or 2 spatial dims, as reshape + max (several times
+    faster than torch's CPU pooling on many channels). Same values; on ties the gradient is split
+    instead of going to the first maximum, which changes nothing here: the inputs are ReLU outputs,
+    so ties are zeros, whose gradient the ReLU discards."""
+    if h.dim() == 3:
+        L = h.shape[-1] // 2
+        return h[..., : 2 * L].unflatten(-1, (L, 2)).amax(-1)
+    H, W = h.shape[-2] // 2, h.shape[-1] // 2
+    return h[..., : 2 * H, : 2 * W].unflatten(-1, (W, 2)).unflatten(-3, (H, 2)).amax((-1, -3))
 
 
 def _weight_layers(model: Classifier) -> list[nn.Module]:
@@ -170,6 +223,11 @@ def _identity(width: int) -> SimpleNamespace:
     return SimpleNamespace(weight=torch.eye(width), bias=torch.zeros(width))
 
 
+#: ``sequential``: each member draws exactly the sequential trainer's dropout masks (one draw per
+#: member and layer); ``population``: one draw for the whole population (faster; same distribution).
+DROPOUT_MASKS = ("sequential", "population")
+
+
 class _Dropout:
     """Per-member dropout drawing exactly the masks the sequential trainer draws.
 
@@ -179,7 +237,13 @@ class _Dropout:
     masks of that member's own (un-padded) width, layer after layer, step after step.
     """
 
-    def __init__(self, rates: Sequence[float], states: Sequence[torch.Tensor], device: torch.device):
+    def __init__(self, rates: Sequence[float], states: Sequence[torch.Tensor], device: torch.device,
+                 masks: str = "sequential", seed: int = 0):
+        if masks not in DROPOUT_MASKS:
+            raise ValueError(f"population: dropout masks must be one of {DROPOUT_MASKS} (got {masks!r})")
+        self.masks = masks
+        self.keep = torch.tensor([1 - float(p) for p in rates], device=device)
+        self.fast_gen = torch.Generator(device=device).manual_seed(seed + 2)
         self.rates = [float(p) for p in rates]
         self.gens = []
         for st in states:
@@ -189,77 +253,105 @@ class _Dropout:
         self.device = device
         self.active = [m for m, p in enumerate(self.rates) if p > 0]
 
-    def __call__(self, h: torch.Tensor, widths: Sequence[int], skip: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(self, h: torch.Tensor, widths: Sequence[int], skip: torch.Tensor | None = None,
+                 rows: Sequence[int] | None = None, start: int = 0) -> torch.Tensor:
         """``h``: ``(G, batch, width_max)`` activations; ``widths``: each member's real width;
-        ``skip``: members for which this layer is identity padding (no dropout, no draw)."""
-        active = self.active if skip is None else [m for m in self.active if not bool(skip[m])]
+        ``skip``: members for which this layer is identity padding (no dropout, no draw);
+        ``rows``: the real rows in the batch of members ``start:`` (members with none draw nothing);
+        ``h`` holds members ``start:`` only."""
+        active = [m for m in self.active if m >= start and (skip is None or not bool(skip[m]))]
+        if rows is not None:
+            active = [m for m in active if rows[m - start] > 0]
         if not active:
             return h
+        if self.masks == "population":  # one draw for all members: same distribution, other masks
+            keep = self.keep[start:].view(-1, *([1] * (h.dim() - 1)))
+            return h * ((torch.rand(h.shape, generator=self.fast_gen, device=h.device) < keep) / keep)
         scale = torch.ones(h.shape, dtype=h.dtype)
         for m in active:
-            p = self.rates[m]
-            noise = torch.empty((h.shape[1], widths[m]), dtype=h.dtype).bernoulli_(1 - p, generator=self.gens[m])
-            scale[m, :, : widths[m]] = noise.div_(1 - p)
+            p, r = self.rates[m], h.shape[1] if rows is None else rows[m - start]
+            noise = torch.empty((r, widths[m]), dtype=h.dtype).bernoulli_(1 - p, generator=self.gens[m])
+            scale[m - start, :r, : widths[m]] = noise.div_(1 - p)
         return h * scale.to(self.device)
 
 
 # ---------------------------------------------------------------- vectorised optimiser
 class _PopulationOptimizer:
-    """SGD (momentum, coupled weight decay) and AdamW (decoupled), per member, as torch computes them."""
+    """SGD (momentum, coupled weight decay) and AdamW (decoupled), per member, as torch computes them,
+    on the population's one ``(G, P)`` parameter.
 
-    def __init__(self, params: Sequence[nn.Parameter], configs: Sequence[Mapping[str, Any]], device: torch.device,
-                 frozen: Sequence[torch.Tensor] | None = None):
+    Each member counts its own steps; a step updates members ``start:`` only (the others keep their
+    weights and optimiser state). Elements of frozen identity layers never move.
+    """
+
+    def __init__(self, param: nn.Parameter, configs: Sequence[Mapping[str, Any]], device: torch.device,
+                 frozen: torch.Tensor | None = None):
         def vec(key: str, default: float) -> torch.Tensor:
             return torch.tensor([float(c.get(key, default)) for c in configs], dtype=torch.float32, device=device)
 
-        self.params = list(params)
-        # per parameter, members that never update it (identity padding layers)
-        self.keep = [torch.zeros(len(configs), dtype=torch.bool, device=device) if f is None else f.to(device)
-                     for f in (frozen or [None] * len(self.params))]
+        self.param = param
+        G = len(configs)
+        self.frozen = None if frozen is None else frozen.to(device)
         self.lr, self.wd, self.mom = vec("lr", 1e-2), vec("weight_decay", 0.0), vec("momentum", 0.9)
         opts = [c.get("optimizer", "adamw") for c in configs]
         bad = sorted({o for o in opts if o not in ("sgd", "adamw")})
         if bad:
             raise ValueError(f"config: unknown optimizer '{bad[0]}' (use sgd or adamw)")
         self.adam = torch.tensor([o == "adamw" for o in opts], device=device)
-        self.any_adam, self.any_sgd = bool(self.adam.any()), bool((~self.adam).any())
         self.beta1 = self.mom.double()
-        self.step_n = 0
-        self.buf = [torch.zeros_like(p) for p in self.params]
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
+        self.t = torch.zeros(G, dtype=torch.float64, device=device)  # steps taken, per member
+        self.buf = torch.zeros_like(param)
+        self.m = torch.zeros_like(param)
+        self.v = torch.zeros_like(param)
 
     @torch.no_grad()
-    def step(self, alive: torch.Tensor) -> None:
-        self.step_n += 1
-        t = self.step_n
+    def step(self, start: int = 0) -> None:
+        """Update members ``start:``."""
+        first = self.t == 0
+        self.t[start:] += 1
+        t = self.t.clamp(min=1)
         bc1 = (1 - self.beta1 ** t).float()
-        bc2_sqrt = math.sqrt(1 - ADAM_BETA2 ** t)
-        for k, p in enumerate(self.params):
-            shape = (-1, *([1] * (p.dim() - 1)))
-            lr, wd, mom = self.lr.view(shape), self.wd.view(shape), self.mom.view(shape)
-            g = p.grad
-            new = p
-            if self.any_sgd:
-                d = g + wd * p
-                self.buf[k] = d.clone() if t == 1 else self.buf[k] * mom + d
-                new_sgd = p - lr * self.buf[k]
-            if self.any_adam:
-                self.m[k] = torch.lerp(self.m[k], g, 1 - mom)
-                self.v[k] = self.v[k] * ADAM_BETA2 + (1 - ADAM_BETA2) * g * g
-                denom = self.v[k].sqrt() / bc2_sqrt + ADAM_EPS
-                new_adam = p * (1 - lr * wd) - (lr / bc1.view(shape)) * self.m[k] / denom
-            if self.any_sgd and self.any_adam:
-                new = torch.where(self.adam.view(shape), new_adam, new_sgd)
+        bc2_sqrt = torch.sqrt(1 - ADAM_BETA2 ** t).float()
+        sl = slice(start, None)
+        p = self.param.data[sl]
+        old = None if self.frozen is None else p.clone()
+        self._update(p, self.param.grad[sl], self.buf[sl], self.m[sl], self.v[sl], sl, first, bc1, bc2_sqrt)
+        if old is not None:  # identity padding layers never move
+            p.copy_(torch.where(self.frozen[sl], old, p))
+
+    def _update(self, p: torch.Tensor, g: torch.Tensor, buf: torch.Tensor, m: torch.Tensor, v: torch.Tensor,
+                sel: Any, first: torch.Tensor, bc1: torch.Tensor, bc2_sqrt: torch.Tensor) -> None:
+        """One step, in place on (a subset ``sel`` of) the members, torch's formulas."""
+        shape = (-1, *([1] * (p.dim() - 1)))
+        lr, wd, mom = self.lr[sel].view(shape), self.wd[sel].view(shape), self.mom[sel].view(shape)
+        adam = self.adam[sel]
+        has_adam, has_sgd = bool(adam.any()), not bool(adam.all())
+        if has_sgd:
+            d = g + wd * p
+            fst = first[sel]
+            if bool(fst.all()):
+                buf.copy_(d)
+            elif not bool(fst.any()):
+                buf.mul_(mom).add_(d)
             else:
-                new = new_adam if self.any_adam else new_sgd
-            p.copy_(torch.where((alive & ~self.keep[k]).view(shape), new, p))
+                buf.copy_(torch.where(fst.view(shape), d, buf * mom + d))
+            new_sgd = p - lr * buf
+        if has_adam:
+            m.lerp_(g, 1 - mom)
+            v.mul_(ADAM_BETA2).addcmul_(g, g, value=1 - ADAM_BETA2)
+            denom = (v.sqrt() / bc2_sqrt[sel].view(shape)).add_(ADAM_EPS)
+            new_adam = p * (1 - lr * wd)
+            new_adam.sub_((lr / bc1[sel].view(shape)) * m / denom)
+        if has_sgd and has_adam:
+            p.copy_(torch.where(adam.view(shape), new_adam, new_sgd))
+        else:
+            p.copy_(new_adam if has_adam else new_sgd)
 
 
 # ---------------------------------------------------------------- training
 @dataclass
 class PopulationResult:
-    """Per-member results (in the order of the configurations given) and the group's wall time."""
+    """Per-member results (in the order of the members given) and the group's wall time."""
 
     results: list[TrialResult]
     wall_s: float
@@ -275,105 +367,214 @@ def _pools(model: Classifier) -> list[bool]:
             if any(isinstance(m, (nn.Conv1d, nn.Conv2d)) for m in block.modules())]
 
 
+class _Data:
+    """One split of the members' tasks, padded to a common length: ``X (U, n_max, *input)``,
+    ``y (U, n_max)``, ``n (U,)`` for the U distinct tasks."""
+
+    def __init__(self, Xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], device: torch.device):
+        self.n = [len(y) for y in ys]
+        n_max = max(self.n)
+        self.X = torch.zeros(len(Xs), n_max, *Xs[0].shape[1:], device=device)
+        self.y = torch.zeros(len(ys), n_max, dtype=torch.long, device=device)
+        for u, (X, y) in enumerate(zip(Xs, ys)):
+            self.X[u, : len(y)] = X.to(device)
+            self.y[u, : len(y)] = y.to(device)
+
+
+def _losses(logits: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, class_ok: torch.Tensor) -> torch.Tensor:
+    """Per member and row cross-entropy ``(G, b)`` (0 on padding rows); classes a member's task
+    lacks are masked out of its softmax."""
+    logits = logits.masked_fill(~class_ok[:, None, :], float("-inf"))
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1).clamp(min=0), reduction="none")
+    return torch.where(valid, ce.view(y.shape), torch.zeros_like(y, dtype=ce.dtype))
+
+
 @torch.no_grad()
-def _evaluate(stack: _Stack, X: torch.Tensor, y: torch.Tensor, batch: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-member accuracy and mean cross-entropy ``(G,)`` (as :func:`training.evaluate`)."""
-    correct = torch.zeros(stack.G, dtype=torch.float64, device=X.device)
-    loss = torch.zeros(stack.G, dtype=torch.float64, device=X.device)
-    for i in range(0, len(y), batch):
-        logits = stack(X[i:i + batch])  # (G, b, C)
-        yb = y[i:i + batch]
-        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.repeat(stack.G), reduction="none")
-        loss += ce.view(stack.G, -1).sum(1).double()
-        correct += (logits.argmax(-1) == yb).sum(1).double()
-    return correct / len(y), loss / len(y)
+def _evaluate(stack: _Stack, data: _Data, u_of: torch.Tensor, class_ok: torch.Tensor, shared_input: bool = False,
+              batch: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-member accuracy and mean cross-entropy ``(G,)`` on each member's own task."""
+    G, dev = stack.G, data.X.device
+    correct = torch.zeros(G, dtype=torch.float64, device=dev)
+    loss = torch.zeros(G, dtype=torch.float64, device=dev)
+    n = torch.tensor(data.n, device=dev)[u_of]
+    shared = shared_input and data.X.shape[0] == 1
+    for i in range(0, data.X.shape[1], batch):
+        y = data.y[:, i:i + batch][u_of]  # (G, b)
+        valid = (torch.arange(i, i + y.shape[1], device=dev)[None, :] < n[:, None])
+        logits = stack(data.X[0, i:i + batch]) if shared else stack(data.X[:, i:i + batch][u_of], shared=False)
+        ce = _losses(logits, y, valid, class_ok)
+        loss += ce.sum(1).double()
+        pred = logits.masked_fill(~class_ok[:, None, :], float("-inf")).argmax(-1)
+        correct += ((pred == y) & valid).sum(1).double()
+    return correct / n, loss / n
 
 
-def train_population(task: Task, configs: Sequence[Mapping[str, Any]], epochs: int = 10, seed: int = 0,
-                     family: str = "mlp", device: str | torch.device | None = None,
-                     keep_models: bool = False) -> PopulationResult:
-    """Train configurations that share a :func:`group_key` as one population on ``task``.
+def train_members(members: Sequence[tuple[Task, Mapping[str, Any]]], epochs: int = 10, seed: int = 0,
+                  family: str = "mlp", device: str | torch.device | None = None,
+                  keep_models: bool = False, dropout_masks: str = "sequential",
+                  shared_input: bool = False) -> PopulationResult:
+    """Train (task, configuration) members as one population.
 
-    Args:
-        task: the task (train / val / test tensors).
-        configs: hyperparameters per member (same family, depth and batch size; widths may differ).
-        epochs, seed, family, device: as :func:`metahpo_utils.training.train_config`.
-        keep_models: also return each member's trained model (un-padded) in ``.model``.
+    Members may differ in configuration (as long as :func:`group_key` agrees) and in task (same
+    input shape): each member sees its own task's mini-batches, in the order the sequential trainer
+    would draw them. Members whose task has fewer mini-batches per epoch simply wait (no update)
+    while the others finish the epoch, so tasks of similar size make the best groups.
+
+    ``shared_input``: when all members share one task, feed its batches once to all of them (one wide
+    product in the first layer; faster). Off (default), every member's products are computed on their
+    own, so a member's numbers do not depend on which members share its population: a resumed
+    collection, regrouped, matches an uninterrupted one.
+    ``dropout_masks``: ``sequential`` (default) replays the sequential trainer's masks exactly;
+    ``population`` draws them for all members at once (faster, statistically the same, other numbers).
 
     Returns:
-        A :class:`PopulationResult` whose ``results[i]`` corresponds to ``configs[i]``.
+        A :class:`PopulationResult` whose ``results[i]`` corresponds to ``members[i]``.
     """
-    if not configs:
-        raise ValueError("population: no configurations")
+    if not members:
+        raise ValueError("population: no members")
+    configs = [c for _, c in members]
     keys = {group_key(c, family) for c in configs}
     if len(keys) > 1:
         raise ValueError(f"population: configurations differ in depth or batch size {sorted(keys)}; "
                          "split them with group_configs")  # (MLP depths >= 1 may differ: padded)
     t0 = time.perf_counter()
     dev = resolve_device(device)
+    bs = int(configs[0].get("batch_size", 32))
+    # members in order of their task's mini-batches per epoch: at step s the members still training
+    # are a suffix, computed as a view of the stacked weights (nobody pays for a finished task)
+    order = sorted(range(len(members)), key=lambda m: math.ceil(len(members[m][0].y_train) / bs))
+    ordered = [members[m] for m in order]
+    res = _train_sorted(ordered, epochs, seed, family, dev, keep_models, dropout_masks, bs, shared_input)
+    wall = time.perf_counter() - t0
+    out: list[TrialResult | None] = [None] * len(members)
+    for k, m in enumerate(order):
+        res[k].cost_s = wall / len(members)
+        out[m] = res[k]
+    return PopulationResult(out, wall)  # type: ignore[arg-type]
+
+
+def _train_sorted(members: Sequence[tuple[Task, Mapping[str, Any]]], epochs: int, seed: int, family: str,
+                  dev: torch.device, keep_models: bool, dropout_masks: str, bs: int,
+                  shared_input: bool) -> list[TrialResult]:
+    configs = [c for _, c in members]
+    tasks: list[Task] = []
+    u_list = []
+    for task, _ in members:  # distinct tasks, by identity
+        u = next((k for k, t in enumerate(tasks) if t is task), None)
+        if u is None:
+            tasks.append(task)
+            u = len(tasks) - 1
+        u_list.append(u)
+    if len({t.input_shape for t in tasks}) > 1:
+        raise ValueError("population: members' tasks differ in input shape")
+    u_of = torch.tensor(u_list, device=dev)
     protos, states = [], []
-    for c in configs:
+    for task, c in members:
         protos.append(_prototype(family, task, c, seed))
         states.append(torch.get_rng_state())  # where the sequential trainer's dropout stream starts
-    stack = _Stack(protos, family, _pools(protos[0]) if family != "mlp" else [], task.n_classes).to(dev)
-    G = len(configs)
-    opt = _PopulationOptimizer([*stack.weights, *stack.biases], configs, dev, [*stack.frozen, *stack.frozen])
-    drop = _Dropout([float(c.get("dropout", 0.0)) for c in configs], states, dev)
-    Xtr, ytr = task.X_train.to(dev), task.y_train.to(dev)
-    Xva, yva = task.X_val.to(dev), task.y_val.to(dev)
-    Xte, yte = task.X_test.to(dev), task.y_test.to(dev)
-    bs = int(configs[0].get("batch_size", 32))
-    g = torch.Generator().manual_seed(seed + 1)  # the sequential trainer's shuffling stream
+    stack = _Stack(protos, family, _pools(protos[0]) if family != "mlp" else [], max(t.n_classes for t in tasks)).to(dev)
+    G = len(members)
+    opt = _PopulationOptimizer(stack.flat, configs, dev, stack.frozen_elements)
+    drop = _Dropout([float(c.get("dropout", 0.0)) for c in configs], states, dev, dropout_masks, seed)
+    class_ok = torch.stack([torch.arange(stack.n_classes) < tasks[u].n_classes for u in u_list]).to(dev)
+    train = _Data([t.X_train for t in tasks], [t.y_train for t in tasks], dev)
+    val = _Data([t.X_val for t in tasks], [t.y_val for t in tasks], dev)
+    test = _Data([t.X_test for t in tasks], [t.y_test for t in tasks], dev)
+    shared = shared_input and len(tasks) == 1
+    gens = [torch.Generator().manual_seed(seed + 1) for _ in tasks]  # each task's shuffling stream, as sequential
+    member_steps = [math.ceil(train.n[u] / bs) for u in u_list]  # ascending
+    steps = max(member_steps)
     alive = torch.ones(G, dtype=torch.bool, device=dev)
     curves: list[list[float]] = [[] for _ in range(G)]
     val_losses: list[list[float]] = [[] for _ in range(G)]
     train_losses: list[list[float]] = [[] for _ in range(G)]
+    U = len(tasks)
     for _ in range(epochs):
         if not bool(alive.any()):
             break
         stack.train()
-        perm = torch.randperm(len(ytr), generator=g).to(dev)
+        P = torch.full((U, steps * bs), -1, dtype=torch.long)
+        for u, n in enumerate(train.n):
+            P[u, :n] = torch.randperm(n, generator=gens[u])
+        P = P.view(U, steps, bs).to(dev)
         total = torch.zeros(G, dtype=torch.float64, device=dev)
-        seen = 0
-        for i in range(0, len(perm), bs):
-            idx = perm[i:i + bs]
-            logits = stack(Xtr[idx], drop)
-            yb = ytr[idx]
-            losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.repeat(G), reduction="none").view(G, -1).mean(1)
+        seen = torch.zeros(G, dtype=torch.float64, device=dev)
+        for s_ in range(steps):
+            a = bisect.bisect_right(member_steps, s_)  # members a: have a batch at this step
+            if not bool(alive[a:].any()):
+                continue
+            if shared:
+                r = min(bs, train.n[0] - s_ * bs)
+                ib = P[0, s_, :r]
+                logits = stack(train.X[0, ib], drop, rows=[r] * G)
+                y, valid = train.y[0, ib].expand(G, -1), torch.ones(G, r, dtype=torch.bool, device=dev)
+            else:
+                uo = u_of[a:]
+                idx = P[uo, s_]  # (G - a, b); -1 = no example
+                valid = idx >= 0
+                xb = train.X[uo[:, None], idx.clamp(min=0)]
+                logits = stack(xb, drop, shared=False, rows=valid.sum(1).tolist(), start=a)
+                y = train.y[uo[:, None], idx.clamp(min=0)]
+            ce = _losses(logits, y, valid, class_ok[a:])
+            rows_m = valid.sum(1)
+            losses = ce.sum(1) / rows_m.clamp(min=1)
             lv = losses.detach()
-            alive = alive & torch.isfinite(lv) & (lv <= DIVERGENCE_LOSS)  # a diverging member stops before its step
-            if not bool(alive.any()):
-                break
+            # a member diverging on this batch stops before its step; the rest go on
+            alive[a:] &= torch.isfinite(lv) & (lv <= DIVERGENCE_LOSS)
+            live = alive[a:]
             for p in stack.parameters():
                 p.grad = None
-            torch.where(alive, losses, torch.zeros_like(losses)).sum().backward()
-            opt.step(alive)
-            total += torch.where(alive, lv, torch.zeros_like(lv)).double() * len(idx)
-            seen += len(idx)
+            torch.where(live, losses, torch.zeros_like(losses)).sum().backward()
+            # diverged members take junk steps (their results are settled and never read again)
+            opt.step(a)
+            total[a:] += torch.where(live, lv, torch.zeros_like(lv)).double() * rows_m.double()
+            seen[a:] += rows_m.double()
         if not bool(alive.any()):
             break
         stack.eval()
-        acc, vl = _evaluate(stack, Xva, yva)
+        acc, vl = _evaluate(stack, val, u_of, class_ok, shared_input)
         alive = alive & torch.isfinite(vl)
         for m in torch.nonzero(alive).flatten().tolist():
             curves[m].append(float(acc[m]))
             val_losses[m].append(float(vl[m]))
-            train_losses[m].append(float(total[m]) / max(seen, 1))
+            train_losses[m].append(float(total[m]) / max(float(seen[m]), 1.0))
     stack.eval()
-    test_acc = _evaluate(stack, Xte, yte)[0] if bool(alive.any()) else None
-    wall = time.perf_counter() - t0
+    test_acc = _evaluate(stack, test, u_of, class_ok, shared_input)[0] if bool(alive.any()) else None
     results = []
-    for m, c in enumerate(configs):
+    for m, (task, c) in enumerate(members):
         ok = bool(alive[m]) and len(curves[m]) == epochs
         if ok:
-            obj, test = curves[m][-1], float(test_acc[m])
+            obj, tst = curves[m][-1], float(test_acc[m])
         else:
-            obj, test = _majority_accuracy(task.y_train, task.y_val), _majority_accuracy(task.y_train, task.y_test)
-        model = stack.member_state(m, build_model(family, task.input_shape, task.n_classes, c)).cpu() \
-            if keep_models and ok else None
-        results.append(TrialResult(obj, test, "ok" if ok else "diverged", curves[m], val_losses[m], train_losses[m],
-                                   wall / G, model))
-    return PopulationResult(results, wall)
+            obj, tst = _majority_accuracy(task.y_train, task.y_val), _majority_accuracy(task.y_train, task.y_test)
+        model = None
+        if keep_models and ok:
+            model = stack.member_state(m, build_model(family, task.input_shape, task.n_classes, c)).cpu()
+        results.append(TrialResult(obj, tst, "ok" if ok else "diverged", curves[m], val_losses[m], train_losses[m],
+                                   0.0, model))
+    return results
+
+
+def train_population(task: Task, configs: Sequence[Mapping[str, Any]], epochs: int = 10, seed: int = 0,
+                     family: str = "mlp", device: str | torch.device | None = None,
+                     keep_models: bool = False, dropout_masks: str = "sequential") -> PopulationResult:
+    """Train configurations that share a :func:`group_key` as one population on ``task``.
+
+    Args:
+        task: the task (train / val / test tensors).
+        configs: hyperparameters per member (same family and batch size, and depth for ConvNets;
+            widths, MLP depths, optimisers and the rest may differ).
+        epochs, seed, family, device: as :func:`metahpo_utils.training.train_config`.
+        keep_models: also return each member's trained model (un-padded) in ``.model``.
+        dropout_masks: see :func:`train_members`.
+
+    Returns:
+        A :class:`PopulationResult` whose ``results[i]`` corresponds to ``configs[i]``.
+    """
+    if not configs:
+        raise ValueError("population: no configurations")
+    return train_members([(task, c) for c in configs], epochs, seed, family, device, keep_models, dropout_masks,
+                         shared_input=True)
 
 
 def train_configs(task: Task, configs: Sequence[Mapping[str, Any]], epochs: int = 10, seed: int = 0,
@@ -389,4 +590,4 @@ def train_configs(task: Task, configs: Sequence[Mapping[str, Any]], epochs: int 
     return out  # type: ignore[return-value]
 
 
-__all__ = ["group_key", "group_configs", "train_population", "train_configs", "PopulationResult", "make_optimizer"]
+__all__ = ["group_key", "group_configs", "train_members", "train_population", "train_configs", "PopulationResult"]

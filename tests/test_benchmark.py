@@ -158,8 +158,8 @@ def test_cli_benchmark_bad_inputs(tmp_path, capsys):
 def test_suggest_overhead_measures_every_strategy(capsys, tmp_path):
     table, _ = shifting_table(n_tasks=3, n_configs=40)
     t = _write(tmp_path, table)
-    assert main(["perf", "--table", t, "--strategies", "random,adaptive-portfolio", "--observations", "10",
-                 "--json", str(tmp_path / "perf.json")]) == 0
+    assert main(["perf", "--only", "suggest", "--table", t, "--strategies", "random,adaptive-portfolio",
+                 "--observations", "10", "--json", str(tmp_path / "perf.json")]) == 0
     got = json.loads((tmp_path / "perf.json").read_text())
     assert set(got["suggest_median_ms"]) == {"random", "adaptive-portfolio"}
     assert all(v > 0 for v in got["suggest_median_ms"].values())

@@ -112,3 +112,31 @@ def test_mlps_of_different_depths_share_one_population(image_task):
             assert evaluate(r.model, image_task.X_test, image_task.y_test)[0] == pytest.approx(r.test_objective)
     assert len(group_configs([dict(c, depth=2) for c in cfgs], "cnn2d")) == 1
     assert len(group_configs(cfgs, "cnn2d")) == 3  # ConvNets of other depths pool differently: not padded
+
+
+@pytest.mark.parametrize("group_by", ["config", "task"])
+def test_collect_with_populations_records_what_sequential_records(tmp_path, group_by):
+    from metahpo_utils.metadataset import MetaDatasetStore, collect
+
+    kw = dict(n_tasks=4, n_configs=6, epochs=2, progress=False, seed=3)
+    rep = collect("digits", store=tmp_path / "p.sqlite", trainer="population", group_by=group_by, max_group=3, **kw)
+    collect("digits", store=tmp_path / "s.sqlite", trainer="sequential", **kw)
+    assert rep.trials_run == 24
+    with MetaDatasetStore(tmp_path / "p.sqlite") as a, MetaDatasetStore(tmp_path / "s.sqlite") as b:
+        ta, tb = (t.sort_values(["task", "config_id"]).reset_index(drop=True) for t in (a.trials_table(), b.trials_table()))
+    assert (ta["status"] == tb["status"]).all()
+    assert (ta["objective"] == tb["objective"]).all() and (ta["test_objective"] == tb["test_objective"]).all()
+    assert [len(c) for c in ta["curve"]] == [len(c) for c in tb["curve"]]
+
+
+def test_a_members_numbers_do_not_depend_on_its_population():
+    """A resumed collection regroups trials; one configuration's result on a task must not change."""
+    from metahpo_utils.data.tasks import build_suite
+    from metahpo_utils.population import train_members
+
+    suite = build_suite("digits", n_tasks=4, seed=5)
+    tasks = [suite.task(n) for n in suite.task_names]
+    c = _configs()[1]  # AdamW with dropout
+    alone = train_members([(tasks[2], c)], epochs=3, seed=0).results[0]
+    crowd = train_members([(t, c) for t in tasks], epochs=3, seed=0).results[2]
+    assert alone.curve == crowd.curve and alone.val_loss == crowd.val_loss and alone.train_loss == crowd.train_loss

@@ -1,0 +1,185 @@
+"""Performance figures, measured in one run on the current machine (``python -m metahpo_utils perf``).
+
+Every figure is a ratio or a rate from the same process and moment, so that runs on a shared,
+noisy machine stay comparable. Nothing here is asserted in unit tests: these are benchmarks.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .data.datasets import load_dataset
+from .data.tasks import Task
+from .population import train_population
+from .space import default_space
+from .training import train_config
+
+#: The default workloads: (family, dataset, examples, members, epochs, fixed hyperparameters).
+WORKLOADS = {
+    "mlp": ("mlp", "mnist1d", 2500, 32, 3, {"batch_size": 64, "depth": 2, "width": 100}),
+    "cnn": ("cnn1d", "mnist1d", 2500, 32, 2, {"batch_size": 64, "depth": 2, "width": 32}),
+}
+
+
+def workload(kind: str) -> tuple[str, Task, list[dict[str, Any]], int]:
+    """The family, task, configurations and epochs of a default workload.
+
+    Configurations are the first members of the default space's Sobol design (so widths, depths,
+    optimisers, learning rates, weight decay, momentum and dropout all vary), with the batch size
+    (and for the ConvNet the depth) fixed, since those split populations.
+    """
+    family, dataset, n, members, epochs, fixed = WORKLOADS[kind]
+    ds = load_dataset(dataset)
+    task = Task.from_arrays(ds.X[:n], ds.y[:n], name=f"perf-{dataset}", seed=0)
+    configs = [dict(c, **fixed) for c in default_space().design(members, seed=0)]
+    return family, task, configs, epochs
+
+
+def describe_workload(kind: str) -> str:
+    family, dataset, n, members, epochs, fixed = WORKLOADS[kind]
+    return (f"{members} configurations of a {family} on {n} {dataset} examples, {epochs} epochs, "
+            + ", ".join(f"{k}={v}" for k, v in fixed.items()))
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def population_speedup(kind: str, threads: int = 1, dropout_masks: str = "sequential") -> dict[str, float]:
+    """Configurations per second, sequential trainer vs population trainer, on one workload
+    (after a short warm-up of both; both on ``threads`` torch threads), and the share of members
+    whose validation accuracy is identical."""
+    family, task, configs, epochs = workload(kind)
+    prev = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        train_config(task, configs[0], epochs=1, seed=0, family=family)  # warm-up: allocator, kernels
+        train_population(task, configs[:2], epochs=1, seed=0, family=family)
+        seq, t_seq = _timed(lambda: [train_config(task, c, epochs=epochs, seed=0, family=family) for c in configs])
+        pop, t_pop = _timed(lambda: train_population(task, configs, epochs=epochs, seed=0, family=family,
+                                                     dropout_masks=dropout_masks).results)
+    finally:
+        torch.set_num_threads(prev)
+    same = float(np.mean([a.objective == b.objective for a, b in zip(seq, pop)]))
+    seq_rate, pop_rate = len(configs) / t_seq, len(configs) / t_pop
+    return {"sequential_configs_per_s": seq_rate, "population_configs_per_s": pop_rate,
+            "speedup": pop_rate / seq_rate, "members": len(configs), "epochs": epochs,
+            "same_objective_fraction": same}
+
+
+def mlp_flops(task: Task, configs: list[dict[str, Any]], epochs: int) -> float:
+    """Floating-point operations of the population's padded MLP matrix products over training
+    (forward 2*m*k*n per product, backward twice that), as computed, padding included."""
+    from .models import build_model
+
+    d = int(np.prod(task.input_shape))
+    widths = [int(c.get("width", 64)) for c in configs]
+    depth = max(int(c.get("depth", 2)) for c in configs)
+    W = max(widths)
+    G, C = len(configs), task.n_classes
+    shapes = [(d, W)] + [(W, W)] * (depth - 1) + [(W, C)]
+    n_train, n_val, n_test = len(task.y_train), len(task.y_val), len(task.y_test)
+    per_example = sum(2 * k * n for k, n in shapes) * G
+    return float(per_example * (3 * n_train * epochs + n_val * epochs + n_test))
+
+
+def matmul_reference_gflops(task: Task, configs: list[dict[str, Any]], batch: int, repeat: int = 50) -> float:
+    """GFLOP/s of plain batched ``torch.matmul`` on the population's layer shapes (one thread as used)."""
+    d = int(np.prod(task.input_shape))
+    W = max(int(c.get("width", 64)) for c in configs)
+    depth = max(int(c.get("depth", 2)) for c in configs)
+    G = len(configs)
+    shapes = [(d, W)] + [(W, W)] * (depth - 1) + [(W, task.n_classes)]
+    mats = [(torch.randn(G, batch, k), torch.randn(G, k, n)) for k, n in shapes]
+    flops = sum(2 * G * batch * k * n for k, n in shapes)
+    for a, b in mats:  # warm-up
+        torch.matmul(a, b)
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        for a, b in mats:
+            torch.matmul(a, b)
+    return flops * repeat / (time.perf_counter() - t0) / 1e9
+
+
+def matmul_fraction(threads: int = 1) -> dict[str, float]:
+    """Achieved GFLOP/s of the population trainer (MLP workload) against ``torch.matmul`` of the same shapes."""
+    family, task, configs, epochs = workload("mlp")
+    prev = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _, t = _timed(lambda: train_population(task, configs, epochs=epochs, seed=0, family=family))
+        ref = matmul_reference_gflops(task, configs, int(configs[0]["batch_size"]))
+    finally:
+        torch.set_num_threads(prev)
+    achieved = mlp_flops(task, configs, epochs) / t / 1e9
+    return {"population_gflops": achieved, "matmul_gflops": ref, "fraction": achieved / ref}
+
+
+#: The replay throughput measured by ``perf``.
+REPLAY = {"strategies": ("random", "portfolio", "mtl"), "budget": 50, "seeds": 2, "strategy_kwargs": {}}
+
+
+def replay_throughput() -> dict[str, float]:
+    """Simulated tuning runs per second of the replay benchmark on the default digits meta-dataset
+    (fit once on the meta-train tasks, then ``budget``-trial replays of every meta-test task,
+    settings in :data:`REPLAY`)."""
+    strategies, budget, seeds = REPLAY["strategies"], REPLAY["budget"], REPLAY["seeds"]
+    strategy_kwargs = REPLAY["strategy_kwargs"]
+    from .benchmark import prepare, replay
+    from .metadataset import default_metadataset
+    from .strategies import make_strategy
+
+    m = default_metadataset("digits")
+    data = prepare(m.trials, space=m.space, task_features=m.tasks.set_index("task") if "task" in m.tasks else m.tasks)
+    split = m.provenance.set_index("task")["split"]
+    test = [t for t in data.tasks if split.get(t) == "meta-test"]
+    train = [t for t in data.tasks if t not in test]
+    out = {}
+    for name in strategies:
+        strat = make_strategy(name, **(strategy_kwargs or {}).get(name, {})).fit(data.table[data.table["task"].isin(train)],
+                                        data.features.loc[train] if data.features is not None else None, space=data.space)
+        _, t = _timed(lambda: [replay(strat, data, task, budget, seed) for task in test for seed in range(seeds)])
+        out[name] = len(test) * seeds / t
+    return out
+
+
+_COLLECT_CHILD = """
+import json, resource, sys, tempfile, time
+from pathlib import Path
+from metahpo_utils.metadataset import collect
+args = json.loads(sys.argv[1])
+with tempfile.TemporaryDirectory() as tmp:
+    t0 = time.perf_counter()
+    rep = collect("digits", store=Path(tmp) / "s.sqlite", progress=False, **args)
+    wall = time.perf_counter() - t0
+print(json.dumps({"wall_s": wall, "trials": rep.trials_run, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+#: The collection measured by ``perf`` (digits suite); memory is compared at ``n_tasks`` and twice that.
+COLLECT_SIZE = {"n_tasks": 12, "n_configs": 32, "epochs": 10}
+
+
+def collect_run(workers: int = 1, n_tasks: int | None = None, n_configs: int | None = None, epochs: int | None = None,
+                trainer: str = "population") -> dict[str, float]:
+    """One ``collect`` of the digits suite in a fresh process: wall time, trials per second and the
+    driver's peak resident memory (with ``workers > 1`` the workers' memory is not included)."""
+    import json
+
+    args = {"n_tasks": n_tasks or COLLECT_SIZE["n_tasks"], "n_configs": n_configs or COLLECT_SIZE["n_configs"],
+            "epochs": epochs or COLLECT_SIZE["epochs"], "workers": workers, "trainer": trainer}
+    done = subprocess.run([sys.executable, "-c", _COLLECT_CHILD, json.dumps(args)], check=True, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out["trials_per_s"] = out["trials"] / out["wall_s"]
+    return out
