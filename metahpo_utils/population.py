@@ -1,19 +1,22 @@
-"""Population training: many configurations of one architecture trained as one batched computation.
+"""Population training: many (task, configuration) trials trained as one batched computation.
 
 On small networks a Python loop per configuration leaves the CPU idle between tiny kernels.
-Here a *group* of configurations that share the model family, depth and batch size is trained
-at once: every member's weights are stacked along a leading member dimension (widths differ, so
-each layer is zero-padded to the group's widest member), one forward/backward pass serves all
-members, and the optimiser update is vectorised with per-member learning rate, weight decay,
-momentum/beta1, dropout and optimiser (SGD or AdamW, mixed in one group).
+Here a *population* of trials that share the model family, batch size and (for ConvNets) depth is
+trained at once: every member's weights are stacked along a leading member dimension in one
+``(G, P)`` parameter (narrower members zero-padded to the widest, shallower MLPs padded with frozen
+identity layers), one forward/backward pass serves all members, and the optimiser update is
+vectorised with per-member learning rate, weight decay, momentum/beta1, dropout and optimiser
+(SGD or AdamW, mixed in one population). Members may train on different tasks of one input shape:
+each sees its own task's mini-batches; members are ordered by mini-batches per epoch, so at every
+step those still training are a suffix of the stack, computed as a view.
 
 Equivalence with :func:`metahpo_utils.training.train_config` (same seed, same data):
 
 - each member starts from exactly the weights the sequential trainer would build (its model is
   built under the same ``torch.manual_seed`` and copied into the padded stack; padding is zero
   and stays zero: a padded unit has no input weights, outputs ReLU(0) = 0 and gets zero gradient);
-- members share the seed, hence the sequential trainer's mini-batch order (``randperm`` from
-  ``seed + 1``), which the group draws once;
+- each task's mini-batch order is the sequential trainer's (``randperm`` from ``seed + 1``), drawn
+  once per task and epoch for all its members;
 - SGD (momentum, coupled weight decay) and AdamW follow torch's update formulas;
 - dropout masks are the sequential trainer's own: each member replays, with its own generator,
   the default random stream the sequential trainer would use after building its model;
@@ -21,8 +24,9 @@ Equivalence with :func:`metahpo_utils.training.train_config` (same seed, same da
   is stopped at that step (no update, recorded ``diverged``), the rest go on.
 
 What differs is float32 rounding of batched against single matrix products, so validation losses
-agree to about 1e-5 (not bit for bit) and accuracies agree unless a prediction sits on a tie.
-``cost_s`` of a member is the group's wall time divided by its size.
+agree to about 1e-6 (not bit for bit) and accuracies agree unless a prediction sits on a tie or an
+unstable (high learning rate) run amplifies the rounding. ``cost_s`` of a member is the
+population's wall time divided by its size.
 """
 from __future__ import annotations
 
@@ -74,8 +78,8 @@ def group_configs(configs: Sequence[Mapping[str, Any]], family: str = "mlp", max
 class _Stack(nn.Module):
     """Stacked, zero-padded weights of G members of one architecture.
 
-    ``layers``: the trunk's weight layers (Linear or Conv) in order, each stored as
-    ``(G, out, in, *kernel)``, and the head ``(G, classes, features)``, with biases ``(G, out)``.
+    The trunk's weight layers (Linear or Conv) in order, then the head, each as views
+    ``(G, out, in, *kernel)`` and biases ``(G, out)`` of the one parameter :attr:`flat`.
     """
 
     def __init__(self, models: Sequence[Classifier], kind: str, pools: Sequence[bool], n_classes: int):
