@@ -15,7 +15,7 @@ from .benchmark import BenchmarkError
 from .data.datasets import DatasetError
 from .data.tasks import SPLITS, SUITES, TaskError, build_suite
 from .data.torchvision_sets import DatasetNotFoundError
-from .metadataset import EXPORT_FORMATS, TRAINERS, CollectError, StoreError, TableError, best_config_summary, collect, export_tables, load_exported
+from .metadataset import EXPORT_FORMATS, GROUP_BY, TRAINERS, CollectError, StoreError, TableError, best_config_summary, collect, export_tables, load_exported
 from .models import FAMILIES, ModelError
 from .space import SpaceError, default_space, load_space
 from .strategies import StrategyError
@@ -78,10 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--max-trials", type=_positive, default=None, help="stop after this many new trials (re-run to continue)")
     p.add_argument("--trainer", choices=TRAINERS, default="population",
-                   help="population (default): a task's configurations with equal depth and batch size train as one "
-                        "batched computation; sequential: one at a time (same results up to float rounding)")
+                   help="population (default): trials train as batched populations (see --group-by); "
+                        "sequential: one at a time (same results up to float rounding)")
     p.add_argument("--max-group", type=_positive, default=64, help="most trials in one population")
-    p.add_argument("--group-by", choices=("config", "task"), default="config",
+    p.add_argument("--group-by", choices=GROUP_BY, default="config",
                    help="population members: one configuration across tasks (default; no padding) or one task's "
                         "configurations (widths and MLP depths padded)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -292,10 +292,10 @@ def _cmd_perf(a: argparse.Namespace) -> int:
         one, two = perf.collect_run(workers=1), perf.collect_run(workers=2)
         seq = perf.collect_run(workers=1, trainer="sequential")
         n = perf.COLLECT_SIZE["n_tasks"]
-        small, big = one, perf.collect_run(workers=1, n_tasks=2 * n)
+        big = perf.collect_run(workers=1, n_tasks=2 * n)
         out["collect"] = {"size": dict(perf.COLLECT_SIZE), "workers_1": one, "workers_2": two,
                           "sequential_workers_1": seq, "tasks_x2_workers_1": big}
-        out["collect_peak_rss_mb"] = {str(n): small["peak_rss_mb"], str(2 * n): big["peak_rss_mb"]}
+        out["collect_peak_rss_mb"] = {str(n): one["peak_rss_mb"], str(2 * n): big["peak_rss_mb"]}
         out["dask_speedup"] = two["trials_per_s"] / one["trials_per_s"]
         out["collect_population_vs_sequential"] = one["trials_per_s"] / seq["trials_per_s"]
         size = perf.COLLECT_SIZE
@@ -303,12 +303,12 @@ def _cmd_perf(a: argparse.Namespace) -> int:
               f"1 process {one['trials_per_s']:.1f} trials/s, "
               f"2 Dask workers {two['trials_per_s']:.1f} trials/s -> x{out['dask_speedup']:.2f}; "
               f"sequential trainer {seq['trials_per_s']:.1f} trials/s")
-        print(f"collect peak memory (1 process): {small['peak_rss_mb']:.0f} MB with {n} tasks, "
+        print(f"collect peak memory (1 process): {one['peak_rss_mb']:.0f} MB with {n} tasks, "
               f"{big['peak_rss_mb']:.0f} MB with {2 * n}")
     if "replay" in only:
         rr = perf.replay_throughput()
         out["replay_runs_per_s"] = rr
-        print("replay benchmark (50-trial runs/s, default digits meta-dataset): "
+        print(f"replay benchmark ({perf.REPLAY['budget']}-trial runs/s, default digits meta-dataset): "
               + ", ".join(f"{k} {v:.1f}" for k, v in rr.items()))
     if "suggest" in only:
         res, source = _suggest_times(a)

@@ -223,51 +223,36 @@ def _suite(name: str, n_tasks: int, seed: int, root: str | None, ways: tuple[int
 
 def evaluate_job(job: dict[str, Any]) -> dict[str, Any]:
     """Run one job of a collection: ``kind="trial"`` trains one configuration on one task,
-    ``kind="group"`` trains several configurations of one task as one population
-    (:mod:`metahpo_utils.population`; result in ``"trials"``), ``kind="metafeatures"`` computes a
+    ``kind="group"`` trains (task, configuration) pairs as one population
+    (:mod:`metahpo_utils.population`; results in ``"trials"``), ``kind="metafeatures"`` computes a
     task's meta-features.
 
-    The task is rebuilt from the suite recipe on the worker (cached per process), so only
-    small dicts travel. Torch uses ``job["threads"]`` threads (1 by default) so results do
-    not depend on how many workers run. Exceptions become ``status="failed"`` with the message.
+    Tasks are rebuilt from the suite recipe on the worker (cached per process), so only small
+    dicts travel. Torch uses ``job["threads"]`` threads (1 by default) so results do not depend on
+    how many workers run. Exceptions become ``status="failed"`` with the message.
     """
-    import torch
+    from .training import torch_threads, train_config
 
-    from .training import train_config
-
-    prev_threads = torch.get_num_threads()
-    torch.set_num_threads(int(job.get("threads", 1)))
     s = job["suite"]
     out: dict[str, Any] = {"kind": job["kind"], "task": job["task"]}
-    try:
-        ways = tuple(s["ways"]) if s.get("ways") else None
-        task = _suite(s["suite"], s["n_tasks"], s["seed"], s.get("root"), ways).task(job["task"])
-        if job["kind"] == "metafeatures":
-            out["metafeatures"] = compute_metafeatures(task, seed=s["seed"])
-            return out
-        if job["kind"] == "group":
-            from .population import train_members
+    with torch_threads(int(job.get("threads", 1))):
+        try:
+            suite = _suite(s["suite"], s["n_tasks"], s["seed"], s.get("root"), tuple(s["ways"]) if s.get("ways") else None)
+            if job["kind"] == "metafeatures":
+                out["metafeatures"] = compute_metafeatures(suite.task(job["task"]), seed=s["seed"])
+            elif job["kind"] == "group":
+                from .population import train_members
 
-            suite = _suite(s["suite"], s["n_tasks"], s["seed"], s.get("root"), ways)
-            try:
                 pop = train_members([(suite.task(t), c) for t, c in zip(job["tasks"], job["configs"])],
                                     epochs=job["epochs"], seed=job["seed"], family=job["family"], device=job.get("device"))
                 out["trials"] = [dict(_trial_record(i, job["seed"], r), task=t)
                                  for t, i, r in zip(job["tasks"], job["config_ids"], pop.results)]
-            except Exception as err:  # the whole group failed: every member is recorded as failed
-                out["trials"] = [dict(_failed_record(i, job["seed"], err), task=t) for t, i in zip(job["tasks"], job["config_ids"])]
-            return out
-        r = train_config(task, job["config"], epochs=job["epochs"], seed=job["seed"],
-                         family=job["family"], device=job.get("device"))
-        out.update(_trial_record(job["config_id"], job["seed"], r))
-    except Exception as err:  # recorded, never fatal to the collection
-        if job["kind"] == "group":
-            out["trials"] = [dict(_failed_record(i, job.get("seed"), err), task=t)
-                             for t, i in zip(job["tasks"], job["config_ids"])]
-        else:
-            out.update(_failed_record(job.get("config_id"), job.get("seed"), err))
-    finally:
-        torch.set_num_threads(prev_threads)
+            else:
+                r = train_config(suite.task(job["task"]), job["config"], epochs=job["epochs"], seed=job["seed"],
+                                 family=job["family"], device=job.get("device"))
+                out.update(_trial_record(job["config_id"], job["seed"], r))
+        except Exception as err:  # recorded, never fatal to the collection
+            out.update(_job_failed(job, err))
     return out
 
 
@@ -279,6 +264,14 @@ def _trial_record(config_id: int, seed: int, r: Any) -> dict[str, Any]:
 def _failed_record(config_id: int | None, seed: int | None, err: BaseException) -> dict[str, Any]:
     return dict(config_id=config_id, seed=seed, status="failed", objective=None, test_objective=None, cost_s=None,
                 curve=[], val_loss=[], train_loss=[], error=f"{type(err).__name__}: {err}")
+
+
+def _job_failed(job: dict[str, Any], err: BaseException) -> dict[str, Any]:
+    """What a job that raised reports: every trial it held, failed (a group fails as a whole)."""
+    if job["kind"] == "group":
+        return {"trials": [dict(_failed_record(i, job.get("seed"), err), task=t)
+                           for t, i in zip(job["tasks"], job["config_ids"])]}
+    return _failed_record(job.get("config_id"), job.get("seed"), err)
 
 
 def recompute_trial(meta: dict[str, Any], task: str, config_id: int, root: str | None = None) -> dict[str, Any]:
@@ -384,9 +377,9 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
         device: training device (``auto``: CUDA when present, else CPU).
         threads: torch threads per trial.
         max_trials: stop after this many new trials (for demos; a re-run continues).
-        trainer: ``population`` (default: each task's configurations that share depth and batch size
-            train as one batched population, see :mod:`metahpo_utils.population`) or ``sequential``
-            (one configuration at a time). Both give the same results up to float rounding.
+        trainer: ``population`` (default: trials train as batched populations, see
+            :mod:`metahpo_utils.population` and ``group_by``) or ``sequential`` (one trial at a time).
+            Both give the same results up to float rounding.
         max_group: most trials in one population.
         group_by: ``config`` (one configuration across tasks of similar size) or ``task`` (one task's
             configurations); see :func:`_group_jobs`.
@@ -397,6 +390,10 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
+    if trainer not in TRAINERS:
+        raise CollectError(f"collect: --trainer must be one of {', '.join(TRAINERS)} (got {trainer!r})")
+    if group_by not in GROUP_BY:
+        raise CollectError(f"collect: --group-by must be one of {', '.join(GROUP_BY)} (got {group_by!r})")
     client = _connect(scheduler) if scheduler is not None else None  # fail before touching the store
     suite_obj = suite if isinstance(suite, Suite) else build_suite(suite, n_tasks=n_tasks, seed=seed, root=root, ways=ways, download=download)
     space = space or default_space()
@@ -414,10 +411,6 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
             for t in suite_obj.task_names if t not in known
         ]
         done = st.finished()
-        if trainer not in TRAINERS:
-            raise CollectError(f"collect: --trainer must be one of {', '.join(TRAINERS)} (got {trainer!r})")
-        if group_by not in ("config", "task"):
-            raise CollectError(f"collect: --group-by must be config or task (got {group_by!r})")
         trial_jobs = [
             {"kind": "trial", "suite": sfp, "task": t, "config_id": i, "config": c, "epochs": epochs,
              "seed": seed, "family": family, "device": device, "threads": threads}
@@ -458,8 +451,9 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
                          n_done, time.perf_counter() - t0, statuses)
 
 
-#: Trainers ``collect`` can use.
+#: Trainers ``collect`` can use, and how it forms populations (see :func:`_group_jobs`).
 TRAINERS = ("population", "sequential")
+GROUP_BY = ("config", "task")
 
 
 def _group_jobs(trial_jobs: list[dict[str, Any]], family: str, max_group: int, sizes: dict[str, int],
@@ -541,12 +535,7 @@ def _run_jobs(jobs: list[dict[str, Any]], workers: int, client: Any = None) -> I
             try:
                 res = fut.result()
             except Exception as err:  # a worker died: record the trial(s) as failed, go on
-                res = {"kind": job["kind"], "task": job["task"]}
-                if job["kind"] == "group":
-                    res["trials"] = [dict(_failed_record(i, job.get("seed"), err), task=t)
-                                     for t, i in zip(job["tasks"], job["config_ids"])]
-                else:
-                    res.update(_failed_record(job.get("config_id"), job.get("seed"), err))
+                res = {"kind": job["kind"], "task": job["task"], **_job_failed(job, err)}
             fut.release()
             yield res
             for j in _take(it, 1):

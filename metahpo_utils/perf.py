@@ -5,12 +5,11 @@ noisy machine stay comparable. Nothing here is asserted in unit tests: these are
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -20,7 +19,7 @@ from .data.datasets import load_dataset
 from .data.tasks import Task
 from .population import train_population
 from .space import default_space
-from .training import train_config
+from .training import torch_threads, train_config
 
 #: The default workloads: (family, dataset, examples, members, epochs, fixed hyperparameters).
 WORKLOADS = {
@@ -32,9 +31,9 @@ WORKLOADS = {
 def workload(kind: str) -> tuple[str, Task, list[dict[str, Any]], int]:
     """The family, task, configurations and epochs of a default workload.
 
-    Configurations are the first members of the default space's Sobol design (so widths, depths,
-    optimisers, learning rates, weight decay, momentum and dropout all vary), with the batch size
-    (and for the ConvNet the depth) fixed, since those split populations.
+    Configurations are the first members of the default space's Sobol design (optimisers, learning
+    rates, weight decay, momentum and dropout vary) with the architecture and batch size fixed as
+    :data:`WORKLOADS` says (one network shape, as in a population of copies).
     """
     family, dataset, n, members, epochs, fixed = WORKLOADS[kind]
     ds = load_dataset(dataset)
@@ -60,16 +59,12 @@ def population_speedup(kind: str, threads: int = 1, dropout_masks: str = "sequen
     (after a short warm-up of both; both on ``threads`` torch threads), and the share of members
     whose validation accuracy is identical."""
     family, task, configs, epochs = workload(kind)
-    prev = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         train_config(task, configs[0], epochs=1, seed=0, family=family)  # warm-up: allocator, kernels
         train_population(task, configs[:2], epochs=1, seed=0, family=family)
         seq, t_seq = _timed(lambda: [train_config(task, c, epochs=epochs, seed=0, family=family) for c in configs])
         pop, t_pop = _timed(lambda: train_population(task, configs, epochs=epochs, seed=0, family=family,
                                                      dropout_masks=dropout_masks).results)
-    finally:
-        torch.set_num_threads(prev)
     same = float(np.mean([a.objective == b.objective for a, b in zip(seq, pop)]))
     seq_rate, pop_rate = len(configs) / t_seq, len(configs) / t_pop
     return {"sequential_configs_per_s": seq_rate, "population_configs_per_s": pop_rate,
@@ -77,29 +72,25 @@ def population_speedup(kind: str, threads: int = 1, dropout_masks: str = "sequen
             "same_objective_fraction": same}
 
 
+def _mlp_shapes(task: Task, configs: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    """(in, out) of the population's padded MLP layers, head included."""
+    d = int(np.prod(task.input_shape))
+    W = max(int(c.get("width", 64)) for c in configs)
+    depth = max(int(c.get("depth", 2)) for c in configs)
+    return [(d, W)] + [(W, W)] * (depth - 1) + [(W, task.n_classes)]
+
+
 def mlp_flops(task: Task, configs: list[dict[str, Any]], epochs: int) -> float:
     """Floating-point operations of the population's padded MLP matrix products over training
     (forward 2*m*k*n per product, backward twice that), as computed, padding included."""
-    from .models import build_model
-
-    d = int(np.prod(task.input_shape))
-    widths = [int(c.get("width", 64)) for c in configs]
-    depth = max(int(c.get("depth", 2)) for c in configs)
-    W = max(widths)
-    G, C = len(configs), task.n_classes
-    shapes = [(d, W)] + [(W, W)] * (depth - 1) + [(W, C)]
     n_train, n_val, n_test = len(task.y_train), len(task.y_val), len(task.y_test)
-    per_example = sum(2 * k * n for k, n in shapes) * G
+    per_example = sum(2 * k * n for k, n in _mlp_shapes(task, configs)) * len(configs)
     return float(per_example * (3 * n_train * epochs + n_val * epochs + n_test))
 
 
 def matmul_reference_gflops(task: Task, configs: list[dict[str, Any]], batch: int, repeat: int = 50) -> float:
     """GFLOP/s of plain batched ``torch.matmul`` on the population's layer shapes (one thread as used)."""
-    d = int(np.prod(task.input_shape))
-    W = max(int(c.get("width", 64)) for c in configs)
-    depth = max(int(c.get("depth", 2)) for c in configs)
-    G = len(configs)
-    shapes = [(d, W)] + [(W, W)] * (depth - 1) + [(W, task.n_classes)]
+    G, shapes = len(configs), _mlp_shapes(task, configs)
     mats = [(torch.randn(G, batch, k), torch.randn(G, k, n)) for k, n in shapes]
     flops = sum(2 * G * batch * k * n for k, n in shapes)
     for a, b in mats:  # warm-up
@@ -114,13 +105,9 @@ def matmul_reference_gflops(task: Task, configs: list[dict[str, Any]], batch: in
 def matmul_fraction(threads: int = 1) -> dict[str, float]:
     """Achieved GFLOP/s of the population trainer (MLP workload) against ``torch.matmul`` of the same shapes."""
     family, task, configs, epochs = workload("mlp")
-    prev = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         _, t = _timed(lambda: train_population(task, configs, epochs=epochs, seed=0, family=family))
         ref = matmul_reference_gflops(task, configs, int(configs[0]["batch_size"]))
-    finally:
-        torch.set_num_threads(prev)
     achieved = mlp_flops(task, configs, epochs) / t / 1e9
     return {"population_gflops": achieved, "matmul_gflops": ref, "fraction": achieved / ref}
 
@@ -174,8 +161,6 @@ def collect_run(workers: int = 1, n_tasks: int | None = None, n_configs: int | N
                 trainer: str = "population") -> dict[str, float]:
     """One ``collect`` of the digits suite in a fresh process: wall time, trials per second and the
     driver's peak resident memory (with ``workers > 1`` the workers' memory is not included)."""
-    import json
-
     args = {"n_tasks": n_tasks or COLLECT_SIZE["n_tasks"], "n_configs": n_configs or COLLECT_SIZE["n_configs"],
             "epochs": epochs or COLLECT_SIZE["epochs"], "workers": workers, "trainer": trainer}
     done = subprocess.run([sys.executable, "-c", _COLLECT_CHILD, json.dumps(args)], check=True, capture_output=True,

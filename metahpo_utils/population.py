@@ -79,7 +79,7 @@ class _Stack(nn.Module):
     """Stacked, zero-padded weights of G members of one architecture.
 
     The trunk's weight layers (Linear or Conv) in order, then the head, each as views
-    ``(G, out, in, *kernel)`` and biases ``(G, out)`` of the one parameter :attr:`flat`.
+    ``(G, out, in, *kernel)`` and biases ``(G, out)`` of the one parameter :attr:`flat` (:meth:`params`).
     """
 
     def __init__(self, models: Sequence[Classifier], kind: str, pools: Sequence[bool], n_classes: int):
@@ -128,18 +128,12 @@ class _Stack(nn.Module):
                 fz[:, o:o + int(np.prod(shape))] = members[:, None]
         self.frozen_elements = fz if bool(fz.any()) else None
 
-    @property
-    def weights(self) -> list[torch.Tensor]:
-        """Each layer's stacked weights ``(G, out, in, *kernel)``, as views of :attr:`flat`."""
-        return [self._view(2 * li) for li in range(len(self.layout) // 2)]
-
-    @property
-    def biases(self) -> list[torch.Tensor]:
-        return [self._view(2 * li + 1) for li in range(len(self.layout) // 2)]
-
-    def _view(self, k: int) -> torch.Tensor:
-        o, shape = self.layout[k]
-        return self.flat[:, o:o + int(np.prod(shape))].view(self.G, *shape)
+    def params(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Each layer's stacked weights ``(G, out, in, *kernel)`` and biases ``(G, out)``, as views
+        of :attr:`flat` from one split (whose backward writes all gradients in one piece)."""
+        parts = torch.split(self.flat, [int(np.prod(shape)) for _, shape in self.layout], dim=1)
+        views = [t.view(self.G, *shape) for t, (_, shape) in zip(parts, self.layout)]
+        return views[0::2], views[1::2]
 
     def forward(self, x: torch.Tensor, dropout: "_Dropout | None" = None, shared: bool = True,
                 rows: Sequence[int] | None = None, start: int = 0) -> torch.Tensor:
@@ -154,7 +148,7 @@ class _Stack(nn.Module):
                 gradients stay zero), for ``(G - start, ...)`` inputs when not shared.
         """
         G = self.G - start
-        weights, biases = self.weights, self.biases
+        weights, biases = self.params()
         n_trunk = len(weights) - 1
         if self.kind == "mlp":
             h = x.flatten(1) if shared else x.flatten(2)  # (b, d) or (G, b, d)
@@ -181,11 +175,9 @@ class _Stack(nn.Module):
                 h = torch.relu(h)
                 if self.pools[li]:
                     h = _maxpool2(h)
-            if n_trunk:
-                h = h.mean(tuple(range(2, h.dim())))  # global average pooling
-            else:
-                h = h.mean(tuple(range(2, h.dim())))
-                h = h.repeat(1, G) if shared else h
+            h = h.mean(tuple(range(2, h.dim())))  # global average pooling
+            if n_trunk == 0 and shared:
+                h = h.repeat(1, G)
             h = h.reshape(h.shape[0], G, -1).transpose(0, 1)  # (G, b, C_last)
             if dropout is not None:
                 h = dropout(h, self.widths[-1], rows=rows, start=start)
@@ -195,7 +187,7 @@ class _Stack(nn.Module):
     def member_state(self, g: int, model: Classifier) -> Classifier:
         """Copy member ``g``'s weights (un-padded) into ``model`` (built for its configuration)."""
         mods = _weight_layers(model)
-        weights, biases = self.weights, self.biases
+        weights, biases = self.params()
         pairs = list(zip(mods, weights[: len(mods)], biases[: len(mods)]))
         pairs.append((model.head, weights[-1], biases[-1]))  # identity padding layers are skipped
         with torch.no_grad():
@@ -269,7 +261,8 @@ class _Dropout:
         if not active:
             return h
         if self.masks == "population":  # one draw for all members: same distribution, other masks
-            keep = self.keep[start:].view(-1, *([1] * (h.dim() - 1)))
+            keep = self.keep[start:] if skip is None else torch.where(skip[start:].to(h.device), 1.0, self.keep[start:])
+            keep = keep.view(-1, *([1] * (h.dim() - 1)))
             return h * ((torch.rand(h.shape, generator=self.fast_gen, device=h.device) < keep) / keep)
         scale = torch.ones(h.shape, dtype=h.dtype)
         for m in active:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import copy
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +47,17 @@ class TrialResult:
     train_loss: list[float]
     cost_s: float
     model: nn.Module | None = field(default=None, repr=False)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run torch on ``n`` intra-op threads inside the block (the previous number restored after)."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:

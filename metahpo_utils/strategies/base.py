@@ -26,6 +26,10 @@ class StrategyError(ValueError):
 
 
 # ---------------------------------------------------------------- meta-train data
+#: How a meta-train task values a configuration (see :meth:`MetaData.values_at`).
+UTILITIES = ("regret", "rank", "mixed")
+
+
 class MetaData:
     """Meta-train tasks in the form strategies use.
 
@@ -60,6 +64,7 @@ class MetaData:
             self.y.append(y)
             self.yn.append((y - y.min()) / span if span > 0 else np.ones_like(y))
             self.pct.append((rankdata(y) - 1) / (len(y) - 1) if len(y) > 1 else np.ones_like(y))
+        self._index: dict[int, dict[bytes, int]] = {}  # per task: encoded row -> position (exact lookups)
         self.pool = np.unique(np.round(enc, 9), axis=0)  # (m, d)
         self.Y = np.stack([self.values_at(i, self.pool) for i in range(len(self.tasks))])  # (T, m)
         self.features = self.feature_names = self.feature_mean = self.feature_scale = None
@@ -108,8 +113,6 @@ class MetaData:
         return np.stack([self.values_at(t, Xq, utility) for t in range(self.n_tasks)])
 
     def _exact_index(self, task: int) -> dict[bytes, int]:
-        if not hasattr(self, "_index"):
-            self._index: dict[int, dict[bytes, int]] = {}
         if task not in self._index:
             self._index[task] = {k: i for i, k in reversed(list(enumerate(_row_keys(self.X[task]))))}  # first wins
         return self._index[task]
@@ -301,7 +304,11 @@ class Strategy:
     def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
         raise NotImplementedError
 
-    def _require_fit(self) -> MetaData:
+    def _require_fit(self, space: SearchSpace | None = None) -> MetaData:
+        """The fitted meta-train data; with ``space``, also check it is the space fitted on."""
         if self.meta is None:
             raise StrategyError(f"{self.name}: call fit(meta_table, ...) before start()")
+        if space is not None and list(space.names) != list(self.meta.space.names):
+            raise StrategyError(f"{self.name}: start: space {space.names} differs from the fitted space "
+                                f"{self.meta.space.names}")
         return self.meta

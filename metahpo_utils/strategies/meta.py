@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from ..space import SearchSpace
-from .base import MetaData, Session, Strategy, StrategyError
+from .base import UTILITIES, MetaData, Session, Strategy, StrategyError
 from .baselines import OrderSession
 
 
@@ -56,8 +56,7 @@ class PortfolioStrategy(Strategy):
         self.order = greedy_portfolio(self.meta.Y, self.size)
 
     def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
-        meta = self._require_fit()
-        _check_space(meta, space)
+        meta = self._require_fit(space)
         return OrderSession(meta.pool[self.order], space, candidates, seed)
 
 
@@ -86,10 +85,6 @@ class _AdaptiveSession(Session):
             return self._pick(idx[j])
         j = greedy_portfolio(self.V, 1, w, start)[0]
         return self.meta.pool[j]
-
-
-#: How a meta-train task values a configuration in the adaptive portfolio (see ``MetaData.values_at``).
-UTILITIES = ("regret", "rank", "mixed")
 
 
 class AdaptivePortfolioStrategy(Strategy):
@@ -122,8 +117,7 @@ class AdaptivePortfolioStrategy(Strategy):
         self.utility = utility
 
     def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
-        meta = self._require_fit()
-        _check_space(meta, space)
+        meta = self._require_fit(space)
         prior = meta.feature_weights(task_features, self.k_features)
         return _AdaptiveSession(meta, space, candidates, seed, prior, (self.temperature, self.late_temperature), self.switch,
                                self.utility)
@@ -200,8 +194,7 @@ class KnnStrategy(Strategy):
         self.first = self.meta.pool[greedy_portfolio(self.meta.Y, 1)[0]]
 
     def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
-        meta = self._require_fit()
-        _check_space(meta, space)
+        meta = self._require_fit(space)
         w = meta.feature_weights(task_features)
         if w is not None:
             order = np.argsort(-w)[: self.k]
@@ -258,15 +251,9 @@ class MappingStrategy(Strategy):
         return None if w is None else _weighted_best(meta, w)
 
     def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
-        meta = self._require_fit()
-        _check_space(meta, space)
+        meta = self._require_fit(space)
         center = self.predict(task_features)
         use_obs = center is None
         if center is None:
             center = _weighted_best(meta, np.full(meta.n_tasks, 1.0 / meta.n_tasks))
         return _MappingSession(center, meta, space, candidates, seed, use_obs, self.radius)
-
-
-def _check_space(meta: MetaData, space: SearchSpace) -> None:
-    if space.names != meta.space.names:
-        raise StrategyError(f"start: space {space.names} differs from the fitted space {meta.space.names}")

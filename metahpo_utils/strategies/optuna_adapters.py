@@ -32,7 +32,7 @@ from optuna.samplers import BaseSampler, CmaEsSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from ..space import SearchSpace
-from .base import Session, Strategy, StrategyError
+from .base import Session, Strategy
 
 
 def _quiet_optuna() -> None:
@@ -230,10 +230,7 @@ class WarmStartCmaEsStrategy(Strategy):
                              value=float(v)) for x, v in zip(X, y)]
 
     def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
-        meta = self._require_fit()
-        if list(space.names) != list(meta.space.names):
-            raise StrategyError(f"{self.name}: the space's hyperparameters {space.names} differ from those "
-                                f"it was fitted on {meta.space.names}")
+        self._require_fit(space)
         dists = unit_cube(space)
         with warnings.catch_warnings():  # source_trials is an experimental argument of optuna
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -165,11 +165,6 @@ def _evaluations(st: SimpleNamespace, cs: dict[str, Any], names: list[str], X: l
             for t, x, v in zip(tasks, X, values)}
 
 
-def _check_space(meta: MetaData, space: SearchSpace) -> None:
-    if space.names != meta.space.names:
-        raise StrategyError(f"start: space {space.names} differs from the fitted space {meta.space.names}")
-
-
 # ---------------------------------------------------------------- sessions
 class _PeerSession(Session):
     """Keeps Syne Tune trial ids for suggested/observed configurations and reports observations."""
@@ -294,8 +289,7 @@ class _PeerStrategy(Strategy):
 
     def _prepare(self, space: SearchSpace) -> tuple[SimpleNamespace, MetaData, dict[str, Any]]:
         st = _syne(f"{self.name}: start")
-        meta = self._require_fit()
-        _check_space(meta, space)
+        meta = self._require_fit(space)
         return st, meta, _unit_space(st, space.names)
 
 

@@ -13,7 +13,6 @@ uncertainty and expected improvement the acquisition.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -22,19 +21,8 @@ from scipy.stats import norm
 from torch import nn
 
 from ..space import SearchSpace
+from ..training import torch_threads
 from .base import MetaData, Session, Strategy
-from .meta import _check_space
-
-
-@contextmanager
-def single_thread():
-    """Run torch on one intra-op thread inside the block (restored after)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def expected_improvement(mu: np.ndarray, sd: np.ndarray, best: float) -> np.ndarray:
@@ -136,8 +124,7 @@ class MtlStrategy(Strategy):
         self.phi.eval()
 
     def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
-        meta = self._require_fit()
-        _check_space(meta, space)
+        meta = self._require_fit(space)
         w = meta.feature_weights(task_features)
         w = np.full(meta.n_tasks, 1.0 / meta.n_tasks) if w is None else w
         return _MtlSession(self, space, candidates, seed, w)
@@ -220,7 +207,7 @@ class _TransferSession(Session):
             self.net.load_state_dict({k: t.view(sh).clone() for k, t, sh in zip(names, torch.split(flat, sizes), shapes)})
 
     def _propose(self) -> np.ndarray:
-        with single_thread():  # tiny matrices: one thread is faster than several
+        with torch_threads(1):  # tiny matrices: one thread is faster than several
             return self._propose_one()
 
     def _propose_one(self) -> np.ndarray:
@@ -279,7 +266,6 @@ class TransferStrategy(Strategy):
         self.pretrained = {k: v.detach().clone() for k, v in net.state_dict().items()}
 
     def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
-        meta = self._require_fit()
-        _check_space(meta, space)
+        meta = self._require_fit(space)
         fz = meta.standardize_features(task_features) if meta.features is not None else None
         return _TransferSession(self, space, candidates, seed, fz)
