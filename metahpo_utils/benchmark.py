@@ -173,11 +173,11 @@ def equivalent_random_trials(strategy_regret: float, random_curve: np.ndarray) -
     return float(j + frac)  # trials are 1-based: curve[j - 1] is r = j
 
 
-def check_strategies(names: Sequence[str]) -> None:
+def check_strategies(names: Sequence[str], flag: str = "--strategies") -> None:
     """Refuse an empty list or an unknown strategy name, naming it."""
     unknown = [s for s in names if s not in STRATEGIES]
     if not names or unknown:
-        raise BenchmarkError(f"--strategies: unknown strategy '{(unknown or [''])[0]}' (available: {', '.join(STRATEGIES)})")
+        raise BenchmarkError(f"{flag}: unknown strategy '{(unknown or [''])[0]}' (available: {', '.join(STRATEGIES)})")
 
 
 @dataclass

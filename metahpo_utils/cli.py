@@ -19,8 +19,10 @@ from .metadataset import EXPORT_FORMATS, GROUP_BY, TRAINERS, CollectError, Store
 from .models import FAMILIES, ModelError
 from .space import SpaceError, default_space, load_space
 from .strategies import StrategyError
+from .optuna_interop import OptunaInteropError
+from .tuning import TuneError
 
-USER_ERRORS = (BenchmarkError, StrategyError, CollectError, DatasetError, DatasetNotFoundError, TaskError, SpaceError, StoreError, TableError, ModelError)
+USER_ERRORS = (BenchmarkError, StrategyError, CollectError, DatasetError, DatasetNotFoundError, TaskError, SpaceError, StoreError, TableError, ModelError, TuneError, OptunaInteropError)
 
 #: The main job of ``make reproduce`` for now: the default suite and its meta-dataset.
 REPRODUCE = {"suite": "digits", "n_tasks": 48, "n_configs": 64, "epochs": 10, "seed": 0}
@@ -86,9 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "configurations (widths and MLP depths padded)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("export", help="write the tidy tables (trials, tasks, provenance) of a store")
-    p.add_argument("--store", required=True, help="SQLite store")
-    p.add_argument("--out", required=True, help="output folder")
+    p = sub.add_parser("export", help="write the tidy tables (trials, tasks, provenance) of a store, or an Optuna storage")
+    p.add_argument("--store", required=True, help="SQLite store (or an exported folder, for --format optuna)")
+    p.add_argument("--out", required=True, help="output folder; for --format optuna an Optuna storage (x.db or sqlite:///x.db)")
+    p.add_argument("--format", choices=(*EXPORT_FORMATS, "optuna"), default="csv",
+                   help="optuna: one study per task, opened by optuna-dashboard and optuna.visualization")
+    p.add_argument("--overwrite", action="store_true", help="--format optuna: replace studies of the same names")
+
+    p = sub.add_parser("from-optuna", help="import your Optuna studies (one study = one task) as tidy tables")
+    p.add_argument("--storage", required=True, help="Optuna storage URL or SQLite file")
+    p.add_argument("--studies", default=None, help="comma-separated study names (default: all)")
+    p.add_argument("--out", required=True, help="output folder (trials, tasks, provenance, meta.json, space.json)")
     p.add_argument("--format", choices=EXPORT_FORMATS, default="csv")
 
     p = sub.add_parser("benchmark", help="replay benchmark of strategies on a tidy table (HPO-B style protocol)")
@@ -123,6 +133,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategies", default=None, help="suggest: comma-separated (default: all)")
     p.add_argument("--observations", type=_positive, default=100, help="suggest: observations before timing")
     p.add_argument("--json", default=None, help="also write the figures as JSON here")
+
+    p = sub.add_parser("tune", help="tune a new task for real with a meta-learned strategy (or compare strategies)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--task", help="built-in task name(s), comma-separated (e.g. digits-005,digits-007)")
+    src.add_argument("--data", help="your arrays: an .npz with X and y (optionally X_val, y_val, X_test, y_test)")
+    src.add_argument("--folder", help="an image folder, one sub-folder per class (torchvision ImageFolder layout)")
+    src.add_argument("--torchvision", help="a torchvision dataset under --root (never downloaded)")
+    p.add_argument("--root", default=None, help="root folder for --torchvision")
+    p.add_argument("--max-examples", type=_positive, default=None, help="subsample --folder/--torchvision to this many")
+    p.add_argument("--strategy", default="adaptive-portfolio",
+                   help="strategy name(s), comma-separated; NAME+sh runs NAME with successive halving")
+    p.add_argument("--load-strategy", default=None, help="a strategy folder written by --save-strategy (instead of fitting)")
+    p.add_argument("--save-strategy", default=None, help="save the fitted strategy into this folder")
+    p.add_argument("--meta", default=None, help="meta-dataset: an exported folder or a store (default: the committed digits one)")
+    p.add_argument("--budget-trials", type=_positive, default=None, help="most configurations to train")
+    p.add_argument("--budget-seconds", type=float, default=None, help="most wall-clock seconds per run")
+    p.add_argument("--epochs", type=_positive, default=None, help="epochs of a full training (default: the meta-dataset's)")
+    p.add_argument("--seeds", type=_positive, default=1, help="seeds per (strategy, task): 0..N-1 from --seed")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--multi-fidelity", choices=("sh",), default=None, help="successive halving over epochs")
+    p.add_argument("--eta", type=_positive, default=3, help="halving rate of --multi-fidelity sh")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("reproduce", help="the main job on the embedded default data (suite + meta-dataset)")
     p.add_argument("--out", default="runs", help="output folder (default runs/)")
@@ -176,7 +210,25 @@ def _cmd_collect(a: argparse.Namespace) -> int:
 
 
 def _cmd_export(a: argparse.Namespace) -> int:
+    if a.format == "optuna":
+        from .optuna_interop import to_optuna
+
+        names = to_optuna(a.store, a.out, overwrite=a.overwrite)
+        print(f"wrote {len(names)} studies to {a.out} (open with: optuna-dashboard {a.out if '://' in a.out else 'sqlite:///' + a.out})")
+        return 0
     paths = export_tables(a.store, a.out, a.format)
+    for name, path in paths.items():
+        print(f"wrote {name}: {path}")
+    return 0
+
+
+def _cmd_from_optuna(a: argparse.Namespace) -> int:
+    from .metadataset import write_tables
+    from .optuna_interop import from_optuna
+
+    studies = [s.strip() for s in a.studies.split(",") if s.strip()] if a.studies else None
+    tables = from_optuna(a.storage, studies)
+    paths = write_tables(tables, a.out, a.format)
     for name, path in paths.items():
         print(f"wrote {name}: {path}")
     return 0
@@ -342,7 +394,97 @@ def _suggest_times(a: argparse.Namespace) -> tuple[dict, str]:
     return suggest_overhead(data, names, n_obs=a.observations), source
 
 
-COMMANDS = {"perf": _cmd_perf, "benchmark": _cmd_benchmark, "hpobench": _cmd_hpobench, "suite": _cmd_suite, "collect": _cmd_collect, "export": _cmd_export, "reproduce": _cmd_reproduce}
+def _tune_source(a: argparse.Namespace) -> list:
+    import numpy as np
+
+    if a.task:
+        return [t.strip() for t in a.task.split(",") if t.strip()]
+    if a.data:
+        try:
+            with np.load(a.data, allow_pickle=False) as z:
+                data = {k: z[k] for k in z.files}
+        except (OSError, ValueError) as err:
+            raise TuneError(f"--data {a.data}: not a readable .npz ({err})") from None
+        data["name"] = Path(a.data).stem
+        return [data]
+    return [a.folder or a.torchvision]
+
+
+def _cmd_tune(a: argparse.Namespace) -> int:
+    import torch
+
+    from .benchmark import check_strategies
+    from .plotting import new_task_tuning_figure
+    from .strategies.persist import load_strategy, save_strategy
+    from .tuning import SH_SUFFIX, compare_tuning, comparison_summary, fit_strategy, load_metadataset, tune
+
+    names = [s.strip() for s in a.strategy.split(",") if s.strip()]
+    check_strategies([n[:-len(SH_SUFFIX)] if n.endswith(SH_SUFFIX) else n for n in names], "--strategy")
+    if a.budget_trials is None and a.budget_seconds is None:
+        raise TuneError("give --budget-trials or --budget-seconds (or both)")
+    tables = load_metadataset(a.meta)
+    sources = _tune_source(a)
+    seeds = list(range(a.seed, a.seed + a.seeds))
+    out = Path(a.out)
+    if len(sources) > 1 or len(names) > 1 or len(seeds) > 1:  # a comparison
+        if a.budget_trials is None or a.load_strategy or a.save_strategy:
+            raise TuneError("comparing (several tasks, strategies or seeds) needs --budget-trials and takes no "
+                            "--load-strategy/--save-strategy")
+        results = compare_tuning(sources, names, seeds, a.budget_trials, meta=tables, epochs=a.epochs,
+                                 device=a.device, progress=not a.no_progress)
+        out.mkdir(parents=True, exist_ok=True)
+        results.to_csv(out / "results.csv", index=False)
+        summary = comparison_summary(results)
+        summary.to_csv(out / "summary.csv", index=False)
+        (out / "summary.md").write_text(summary_markdown(summary))
+        paths = new_task_tuning_figure(results, out)
+        print(summary.round(4).to_string(index=False))
+        for p in [out / "results.csv", out / "summary.csv", out / "summary.md", *paths.values()]:
+            print(f"wrote {p}")
+        return 0
+    strategy = load_strategy(a.load_strategy, space=tables.space) if a.load_strategy else names[0]
+    if a.save_strategy:
+        strategy = fit_strategy(strategy, tables)
+        print(f"saved strategy: {save_strategy(strategy, a.save_strategy)}")
+    mf = "sh" if names[0].endswith(SH_SUFFIX) else a.multi_fidelity
+    if isinstance(strategy, str) and strategy.endswith(SH_SUFFIX):
+        strategy = strategy[:-len(SH_SUFFIX)]
+    res = tune(sources[0], strategy, budget_trials=a.budget_trials, budget_seconds=a.budget_seconds, meta=tables,
+               epochs=a.epochs, seed=a.seed, device=a.device, multi_fidelity=mf, eta=a.eta, root=a.root,
+               max_examples=a.max_examples,
+               callback=None if a.no_progress else lambda r: print(
+                   f"trial {r['trial']:3d}  epochs {r['epochs']:3d}  val {r['objective']:.4f}  best {r['best_so_far']:.4f}  "
+                   f"{r['elapsed_s']:.1f} s"))
+    out.mkdir(parents=True, exist_ok=True)
+    hist = res.history.copy()
+    hist["curve"] = hist["curve"].map(json.dumps)
+    hist.to_csv(out / "history.csv", index=False)
+    best = {"task": res.task, "strategy": res.strategy, "best_config": res.best_config, "best_value": res.best_value,
+            "stopped_by": res.stopped_by, "trials": len(res.history), "wall_s": round(res.wall_s, 3),
+            "metafeatures": res.metafeatures}
+    (out / "best.json").write_text(json.dumps(best, indent=1, default=float) + "\n")
+    if res.model is not None:
+        torch.save(res.model.state_dict(), out / "model.pt")
+    print(f"best validation accuracy {res.best_value:.4f} after {len(res.history)} trials ({res.stopped_by} budget "
+          f"ran out, {res.wall_s:.1f} s): {res.best_config}")
+    for p in ("history.csv", "best.json", "model.pt"):
+        if (out / p).exists():
+            print(f"wrote {out / p}")
+    return 0
+
+
+def summary_markdown(summary) -> str:  # noqa: ANN001
+    """A comparison summary as a Markdown table (NaN: no full-fidelity result yet)."""
+    cols = list(summary.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in summary.iterrows():
+        cells = [f"`{r[c]}`" if c == "strategy" else ("—" if r[c] != r[c] else f"{r[c]:.4f}" if c != "wall_s" else f"{r[c]:.1f}")
+                 for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+COMMANDS = {"from-optuna": _cmd_from_optuna, "tune": _cmd_tune, "perf": _cmd_perf, "benchmark": _cmd_benchmark, "hpobench": _cmd_hpobench, "suite": _cmd_suite, "collect": _cmd_collect, "export": _cmd_export, "reproduce": _cmd_reproduce}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

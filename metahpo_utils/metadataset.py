@@ -32,6 +32,8 @@ from .space import SearchSpace, default_space
 
 FORMAT_VERSION = 1
 STATUSES = ("ok", "diverged", "failed")
+#: A tidy table may also hold Optuna's pruned trials (imported by ``from_optuna``).
+TABLE_STATUSES = (*STATUSES, "pruned")
 _TABLES = ("meta", "tasks", "configs", "trials")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -584,12 +586,18 @@ def export_tables(store: str | os.PathLike, out: str | os.PathLike, fmt: str = "
     if fmt not in EXPORT_FORMATS:
         raise TableError(f"export: --format must be one of {', '.join(EXPORT_FORMATS)} (got '{fmt}')")
     with MetaDatasetStore(store) as st:
-        tables = {"trials": st.trials_table(), "tasks": st.tasks_table(), "provenance": st.provenance_table()}
-        meta = st.read_meta()
+        tables = MetaTables(st.trials_table(), st.tasks_table(), st.provenance_table(), st.read_meta())
+    return write_tables(tables, out, fmt)
+
+
+def write_tables(tables: "MetaTables", out: str | os.PathLike, fmt: str = "csv") -> dict[str, Path]:
+    """Write a :class:`MetaTables` as :func:`export_tables` does (readable by :func:`load_exported`)."""
+    if fmt not in EXPORT_FORMATS:
+        raise TableError(f"export: --format must be one of {', '.join(EXPORT_FORMATS)} (got '{fmt}')")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for name, df in tables.items():
+    for name, df in (("trials", tables.trials), ("tasks", tables.tasks), ("provenance", tables.provenance)):
         path = out / f"{name}.{fmt}"
         if fmt == "parquet":
             df.to_parquet(path, index=False)
@@ -602,9 +610,9 @@ def export_tables(store: str | os.PathLike, out: str | os.PathLike, fmt: str = "
             df.to_csv(path, index=False, compression=gz)
         paths[name] = path
     paths["meta"] = out / "meta.json"
-    paths["meta"].write_text(json.dumps(meta, indent=1, sort_keys=True))
+    paths["meta"].write_text(json.dumps(tables.meta, indent=1, sort_keys=True))
     paths["space"] = out / "space.json"  # for `benchmark --space`
-    paths["space"].write_text(meta["space"])
+    paths["space"].write_text(tables.meta["space"])
     return paths
 
 
@@ -648,9 +656,9 @@ def load_table(path: str | os.PathLike | pd.DataFrame, task_col: str = "task", o
     df["task"] = df["task"].astype(str)
     if "status" not in df:
         df["status"] = np.where(df["objective"].notna(), "ok", "failed")
-    bad = sorted(set(df["status"]) - set(STATUSES))
+    bad = sorted(set(df["status"]) - set(TABLE_STATUSES))
     if bad:
-        raise TableError(f"table: column 'status' has values {bad}; allowed: {', '.join(STATUSES)}")
+        raise TableError(f"table: column 'status' has values {bad}; allowed: {', '.join(TABLE_STATUSES)}")
     return df
 
 

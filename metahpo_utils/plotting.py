@@ -27,6 +27,9 @@ STRATEGY_STYLES: dict[str, dict[str, str]] = {
 
 
 def style(name: str) -> dict[str, str]:
+    """Colour and line style of a strategy; ``name+sh`` (successive halving) is dotted in the same colour."""
+    if name.endswith("+sh"):
+        return {**style(name[:-3]), "ls": ":"}
     return STRATEGY_STYLES.get(name, {"color": "#333333", "ls": "-"})
 
 
@@ -73,6 +76,71 @@ def draw_curves(curves: Curves, ax=None, ylabel: str = "normalized regret", log:
     ax.set_ylabel(ylabel)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 if len(curves.mean) <= 8 else 2)
     return ax
+
+
+def tuning_curves(results: pd.DataFrame, x: str = "trial", points: int = 60) -> Curves:
+    """Best validation accuracy so far, mean and 95% interval over (task, seed) runs, per strategy,
+    against trials (``x="trial"``) or wall-clock seconds (``x="seconds"``, a log-spaced grid from
+    the moment every run has a result; a finished run keeps its final value).
+
+    Args:
+        results: the rows of :func:`metahpo_utils.tuning.compare_tuning`.
+    """
+    if x == "trial":
+        return benchmark_curves(results.dropna(subset=["best_so_far"]), "best_so_far")
+    if x != "seconds":
+        raise ValueError(f"tuning_curves: x must be 'trial' or 'seconds' (got {x!r})")
+    runs = [(s, r.sort_values("elapsed_s")) for (s, _, _), r in results.groupby(["strategy", "task", "seed"], sort=False)]
+    starts = [r["elapsed_s"][r["best_so_far"].notna()].min() for _, r in runs]
+    grid = np.geomspace(max(max(starts), 1e-3), max(r["elapsed_s"].max() for _, r in runs), points)
+    mean, low, high = {}, {}, {}
+    for s in results["strategy"].unique():
+        vals = []
+        for name, r in runs:
+            if name != s:
+                continue
+            b = r["best_so_far"].to_numpy()
+            i = np.searchsorted(r["elapsed_s"].to_numpy(), grid, side="right") - 1  # last result at or before t
+            vals.append(np.where(i >= 0, b[np.maximum(i, 0)], np.nan))
+        v = np.array(vals)  # (runs, grid)
+        m, sd, n = np.nanmean(v, 0), np.nanstd(v, 0, ddof=1) if len(v) > 1 else np.zeros(points), len(v)
+        mean[s], low[s], high[s] = m, m - 1.96 * sd / np.sqrt(n), m + 1.96 * sd / np.sqrt(n)
+    return Curves(grid, mean, low, high)
+
+
+def draw_new_task_tuning(results: pd.DataFrame, axes=None):  # noqa: ANN001
+    """Two panels: best validation accuracy vs trials and vs wall-clock seconds; returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=SIZES["page"], sharey=True)
+    for ax, x, label in ((axes[0], "trial", "trials"), (axes[1], "seconds", "wall-clock seconds")):
+        curves = tuning_curves(results, x)
+        for s, m in curves.mean.items():
+            st = style(s)
+            ax.plot(curves.trials, m, color=st["color"], ls=st["ls"], label=s)
+            ax.fill_between(curves.trials, curves.low[s], curves.high[s], color=st["color"], alpha=0.12, lw=0)
+        ax.set_xlabel(label)
+        if x == "seconds":
+            ax.set_xscale("log")
+    axes[0].set_ylabel("best validation accuracy")
+    axes[1].legend(loc="lower right", fontsize="small")
+    return axes
+
+
+def new_task_tuning_figure(results: pd.DataFrame, out: str | Path, name: str = "new_task_tuning") -> dict[str, Path]:
+    """Write the new-task tuning figure (see :func:`draw_new_task_tuning`) into ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    with plt.style.context(STYLE):
+        fig, axes = plt.subplots(1, 2, figsize=SIZES["page"], sharey=True)
+        draw_new_task_tuning(results, axes)
+        paths = savefig(fig, name, out)
+        plt.close(fig)
+    return paths
 
 
 def savefig(fig, name: str, folder: str | Path = "figures") -> dict[str, Path]:  # noqa: ANN001

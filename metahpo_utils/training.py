@@ -96,53 +96,104 @@ def _majority_accuracy(y_train: torch.Tensor, y: torch.Tensor) -> float:
     return (y == torch.bincount(y_train).argmax()).float().mean().item()
 
 
-def fit(model: nn.Module, task: Task, config: Mapping[str, Any], epochs: int, seed: int,
-        device: torch.device) -> TrialResult:
-    """Train the trainable parameters of ``model`` on ``task`` with the optimiser settings of
-    ``config``; see :func:`train_config`."""
-    t0 = time.perf_counter()
-    model.to(device)
-    Xtr, ytr = task.X_train.to(device), task.y_train.to(device)
-    Xva, yva = task.X_val.to(device), task.y_val.to(device)
-    Xte, yte = task.X_test.to(device), task.y_test.to(device)
-    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], config)
-    bs = int(config.get("batch_size", 32))
-    g = torch.Generator().manual_seed(seed + 1)
-    curve, val_loss, train_loss = [], [], []
-    status = "ok"
-    for _ in range(epochs):
+class Trainer:
+    """Resumable training of one model on one task: :meth:`run` adds epochs, :meth:`result` reports.
+
+    ``run(a)`` then ``run(b)`` gives exactly the model of one ``run(a + b)``, even when other
+    trainers run in between: the trainer keeps its own shuffling generator and saves and restores
+    the global random state that dropout draws from. Successive halving resumes configurations
+    this way instead of retraining them.
+    """
+
+    def __init__(self, model: nn.Module, task: Task, config: Mapping[str, Any], seed: int, device: torch.device):
+        t0 = time.perf_counter()
+        self.model, self.task, self.config, self.device = model.to(device), task, config, device
+        self.Xtr, self.ytr = task.X_train.to(device), task.y_train.to(device)
+        self.Xva, self.yva = task.X_val.to(device), task.y_val.to(device)
+        self.opt = make_optimizer([p for p in model.parameters() if p.requires_grad], config)
+        self.bs = int(config.get("batch_size", 32))
+        self.g = torch.Generator().manual_seed(seed + 1)
+        self.curve: list[float] = []
+        self.val_loss: list[float] = []
+        self.train_loss: list[float] = []
+        self.status = "ok"
+        self._rng = self._get_rng()
+        self.cost_s = time.perf_counter() - t0
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.curve)
+
+    def _get_rng(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        return torch.get_rng_state(), cuda
+
+    def _set_rng(self, state: tuple[torch.Tensor, torch.Tensor | None]) -> None:
+        torch.set_rng_state(state[0])
+        if state[1] is not None:
+            torch.cuda.set_rng_state(state[1], self.device)
+
+    def run(self, epochs: int) -> "Trainer":
+        """Train ``epochs`` more epochs (none once diverged)."""
+        t0 = time.perf_counter()
+        outer = self._get_rng()
+        self._set_rng(self._rng)
+        try:
+            for _ in range(epochs):
+                if self.status != "ok":
+                    break
+                self._epoch()
+        finally:
+            self._rng = self._get_rng()
+            self._set_rng(outer)
+        self.cost_s += time.perf_counter() - t0
+        return self
+
+    def _epoch(self) -> None:
+        model, opt, bs, Xtr, ytr = self.model, self.opt, self.bs, self.Xtr, self.ytr
         model.train()
-        perm = torch.randperm(len(ytr), generator=g).to(device)
+        perm = torch.randperm(len(ytr), generator=self.g).to(self.device)
         total, seen = 0.0, 0
         for i in range(0, len(perm), bs):
             idx = perm[i:i + bs]
             loss = F.cross_entropy(model(Xtr[idx]), ytr[idx])
             lv = loss.item()
             if not math.isfinite(lv) or lv > DIVERGENCE_LOSS:
-                status = "diverged"
-                break
+                self.status = "diverged"
+                return
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += lv * len(idx)
             seen += len(idx)
-        if status == "diverged":
-            break
-        acc, vl = evaluate(model, Xva, yva)
+        acc, vl = evaluate(model, self.Xva, self.yva)
         if not math.isfinite(vl):
-            status = "diverged"
-            break
-        curve.append(acc)
-        val_loss.append(vl)
-        train_loss.append(total / max(seen, 1))
-    if status == "ok":
-        objective = curve[-1]
-        test_objective = evaluate(model, Xte, yte)[0]
-    else:
-        objective = _majority_accuracy(task.y_train, task.y_val)
-        test_objective = _majority_accuracy(task.y_train, task.y_test)
-    return TrialResult(objective, test_objective, status, curve, val_loss, train_loss,
-                       time.perf_counter() - t0, model)
+            self.status = "diverged"
+            return
+        self.curve.append(acc)
+        self.val_loss.append(vl)
+        self.train_loss.append(total / max(seen, 1))
+
+    def result(self) -> TrialResult:
+        """The outcome so far (test accuracy evaluated now; a diverged run scores the majority class)."""
+        t0 = time.perf_counter()
+        task = self.task
+        if self.status == "ok":
+            objective = self.curve[-1] if self.curve else _majority_accuracy(task.y_train, task.y_val)
+            test_objective = evaluate(self.model, task.X_test.to(self.device), task.y_test.to(self.device))[0]
+        else:
+            objective = _majority_accuracy(task.y_train, task.y_val)
+            test_objective = _majority_accuracy(task.y_train, task.y_test)
+        cost = self.cost_s + time.perf_counter() - t0
+        return TrialResult(objective, test_objective, self.status, list(self.curve), list(self.val_loss),
+                           list(self.train_loss), cost, self.model)
+
+
+def fit(model: nn.Module, task: Task, config: Mapping[str, Any], epochs: int, seed: int,
+        device: torch.device) -> TrialResult:
+    """Train the trainable parameters of ``model`` on ``task`` with the optimiser settings of
+    ``config``; see :func:`train_config`."""
+    return Trainer(model, task, config, seed, device).run(epochs).result()
 
 
 def train_config(task: Task, config: Mapping[str, Any], epochs: int = 10, seed: int = 0,

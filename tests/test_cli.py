@@ -16,7 +16,7 @@ def run(args, env, timeout=300):
                           text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("cmd", ["suite", "collect", "export", "reproduce"])
+@pytest.mark.parametrize("cmd", ["suite", "collect", "export", "reproduce", "tune", "from-optuna", "benchmark", "perf"])
 def test_help(cmd, capsys):
     with pytest.raises(SystemExit) as ex:
         main([cmd, "--help"])

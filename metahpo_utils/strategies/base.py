@@ -11,6 +11,8 @@ the encoded unit cube.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from typing import Any, Mapping, Sequence
 
@@ -50,34 +52,79 @@ class MetaData:
         ok = table[table["objective"].notna() & np.isfinite(table["objective"].astype(float))]
         if ok.empty:
             raise StrategyError("fit: the meta-train table has no finite objective values")
-        self.space = space
-        self.tasks: list[str] = sorted(ok["task"].astype(str).unique())
+        tasks: list[str] = sorted(ok["task"].astype(str).unique())
         enc = space.encode_table(ok)  # (rows, d)
         task_col = ok["task"].astype(str).to_numpy()
         vals = ok["objective"].astype(float).to_numpy()
-        self.X, self.y, self.yn, self.pct = [], [], [], []
-        for t in self.tasks:
-            m = task_col == t
-            y = vals[m]
-            span = y.max() - y.min()
-            self.X.append(enc[m])
-            self.y.append(y)
-            self.yn.append((y - y.min()) / span if span > 0 else np.ones_like(y))
-            self.pct.append((rankdata(y) - 1) / (len(y) - 1) if len(y) > 1 else np.ones_like(y))
-        self._index: dict[int, dict[bytes, int]] = {}  # per task: encoded row -> position (exact lookups)
-        self.pool = np.unique(np.round(enc, 9), axis=0)  # (m, d)
-        self.Y = np.stack([self.values_at(i, self.pool) for i in range(len(self.tasks))])  # (T, m)
-        self.features = self.feature_names = self.feature_mean = self.feature_scale = None
+        features = None
         if task_features is not None:
-            tf = task_features.reindex(self.tasks)
+            tf = task_features.reindex(tasks)
             if tf.isna().all(axis=1).any():
                 missing = [t for t, row in tf.iterrows() if row.isna().all()]
                 raise StrategyError(f"fit: no meta-features for task(s) {missing[:5]}")
             tf = tf.astype(float)
-            self.feature_names = list(tf.columns)
-            self.feature_mean = tf.mean().to_numpy()
-            self.feature_scale = tf.std(ddof=0).replace(0, 1).fillna(1).to_numpy()
-            self.features = np.nan_to_num((tf.to_numpy() - self.feature_mean) / self.feature_scale)
+            scale = tf.std(ddof=0).replace(0, 1).fillna(1).to_numpy()
+            features = (list(tf.columns), tf.to_numpy(), tf.mean().to_numpy(), scale)
+        self._build(space, tasks, [enc[task_col == t] for t in tasks], [vals[task_col == t] for t in tasks], features)
+
+    def _build(self, space: SearchSpace, tasks: list[str], X: list[np.ndarray], y: list[np.ndarray],
+               features: tuple[list[str], np.ndarray, np.ndarray, np.ndarray] | None) -> None:
+        """Everything derived from the per-task encoded configurations and values (and the raw
+        meta-features ``(names, (T, f) values, mean, scale)``)."""
+        self.space, self.tasks, self.X, self.y = space, tasks, X, y
+        self.yn, self.pct = [], []
+        for v in y:
+            span = v.max() - v.min()
+            self.yn.append((v - v.min()) / span if span > 0 else np.ones_like(v))
+            self.pct.append((rankdata(v) - 1) / (len(v) - 1) if len(v) > 1 else np.ones_like(v))
+        self._index: dict[int, dict[bytes, int]] = {}  # per task: encoded row -> position (exact lookups)
+        self.pool = np.unique(np.round(np.concatenate(X), 9), axis=0)  # (m, d)
+        self.Y = np.stack([self.values_at(i, self.pool) for i in range(len(self.tasks))])  # (T, m)
+        self.features = self.feature_names = self.feature_mean = self.feature_scale = None
+        self._raw_features = None if features is None else features[1]
+        if features is not None:
+            self.feature_names, raw, self.feature_mean, self.feature_scale = features
+            self.features = np.nan_to_num((raw - self.feature_mean) / self.feature_scale)
+
+    # ---- persistence (plain tensors: loadable with torch.load(weights_only=True))
+    def state_dict(self) -> dict[str, Any]:
+        """The meta-train data as tensors: ``meta.task`` (rows,), ``meta.X`` (rows, d), ``meta.y``
+        (rows,) and, with meta-features, ``meta.features`` (T, f), ``meta.feature_mean``, ``meta.feature_scale``."""
+        import torch
+
+        state = {"meta.task": torch.as_tensor(np.concatenate([np.full(len(x), t) for t, x in enumerate(self.X)])),
+                 "meta.X": torch.as_tensor(np.concatenate(self.X)), "meta.y": torch.as_tensor(np.concatenate(self.y))}
+        if self.feature_names is not None:
+            state.update({"meta.features": torch.tensor(self._raw_features),
+                          "meta.feature_mean": torch.tensor(self.feature_mean),
+                          "meta.feature_scale": torch.tensor(self.feature_scale)})
+        return state
+
+    @classmethod
+    def from_state(cls, space: SearchSpace, tasks: list[str], feature_names: list[str] | None,
+                   state: Mapping[str, Any]) -> "MetaData":
+        """Rebuild from :meth:`state_dict` (shapes checked; a mismatch is a :class:`StrategyError`)."""
+        try:
+            tid, X, y = (state[k].numpy() for k in ("meta.task", "meta.X", "meta.y"))
+        except KeyError as err:
+            raise StrategyError(f"saved strategy: state lacks {err}") from None
+        T = len(tasks)
+        if X.ndim != 2 or X.shape[1] != space.dim or len(y) != len(X) or len(tid) != len(X) \
+                or (len(tid) and (tid.min() < 0 or tid.max() >= T)) or len(np.unique(tid)) != T:
+            raise StrategyError(f"saved strategy: meta-train arrays do not fit {T} tasks x {space.dim} hyperparameters")
+        features = None
+        if feature_names is not None:
+            try:
+                raw, mean, scale = (state[k].numpy() for k in ("meta.features", "meta.feature_mean", "meta.feature_scale"))
+            except KeyError as err:
+                raise StrategyError(f"saved strategy: state lacks {err}") from None
+            n = len(feature_names)
+            if raw.shape != (T, n) or mean.shape != (n,) or scale.shape != (n,):
+                raise StrategyError("saved strategy: meta-feature arrays do not match the meta-feature names")
+            features = (list(feature_names), raw, mean, scale)
+        self = cls.__new__(cls)
+        self._build(space, list(tasks), [X[tid == t] for t in range(T)], [y[tid == t] for t in range(T)], features)
+        return self
 
     @property
     def n_tasks(self) -> int:
@@ -191,6 +238,7 @@ class Session:
         self.configs_obs: list[dict[str, Any]] = []
         self._picked: int | None = None
         self.suggested_indices: list[int] = []  # candidate indices in suggestion order (table mode)
+        self._used: set[bytes] = set()  # configurations suggested or observed (continuous mode: never twice)
 
     # ---- public API
     def suggest(self, n: int = 1) -> list[dict[str, Any]]:
@@ -207,8 +255,27 @@ class Session:
                 self.suggested_indices.append(i)
                 out.append(dict(self.candidates[i]))
             else:
-                out.append(self.space.decode(np.asarray(point, dtype=float)))
+                out.append(self._fresh(np.asarray(point, dtype=float)))
         return out
+
+    def is_new(self, point: np.ndarray) -> bool:
+        """Whether the configuration an encoded point decodes to was neither suggested nor observed."""
+        return self._config_key(self.space.decode(np.asarray(point, dtype=float))) not in self._used
+
+    def _config_key(self, config: Mapping[str, Any]) -> bytes:
+        return _row_keys(self.space.encode(config)[None, :])[0]
+
+    def _fresh(self, point: np.ndarray) -> dict[str, Any]:
+        """Decode a continuous proposal; a configuration already used is replaced by the nearest new
+        one found by growing Gaussian steps around it (so a strategy never spends a trial twice)."""
+        config = self.space.decode(point)
+        for attempt in range(50):
+            if self._config_key(config) not in self._used:
+                break
+            step = 0.02 * (1 + attempt) * self.rng.standard_normal(self.space.dim)
+            config = self.space.decode(np.clip(point + step, 0.0, 1.0))
+        self._used.add(self._config_key(config))
+        return config
 
     def observe(self, config: Mapping[str, Any], value: float) -> None:
         """Record the value of a configuration (NaN/inf = a failed run, counted as the worst seen)."""
@@ -217,6 +284,7 @@ class Session:
         self.X_obs.append(x)
         self.y_obs.append(v)
         self.configs_obs.append(dict(config))
+        self._used.add(_row_keys(x[None, :])[0])
         if self.open is not None:
             hit = np.flatnonzero(np.all(np.isclose(self.cand_X, x, atol=1e-9), axis=1))
             self.open[hit] = False
@@ -274,13 +342,35 @@ class Session:
 
 
 class Strategy:
-    """Base class: ``fit`` on a meta-train table, ``start`` a :class:`Session` on a new task."""
+    """Base class: ``fit`` on a meta-train table, ``start`` a :class:`Session` on a new task.
+
+    The constructor arguments of every subclass are recorded in ``init_params`` (so that a saved
+    strategy is rebuilt with the same settings, see :mod:`metahpo_utils.strategies.persist`).
+    """
 
     name = "base"
     meta_learned = False
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        sig = inspect.signature(init)
+
+        @functools.wraps(init)
+        def recorded(self: "Strategy", *args: Any, **kw: Any) -> None:
+            if "init_params" not in self.__dict__:  # the outermost constructor records
+                bound = sig.bind(self, *args, **kw)
+                bound.apply_defaults()
+                self.init_params = {k: v for k, v in list(bound.arguments.items())[1:]}
+            init(self, *args, **kw)
+
+        cls.__init__ = recorded
+
     def __init__(self) -> None:
         self.meta: MetaData | None = None
+        self.__dict__.setdefault("init_params", {})
 
     def fit(self, meta_table: pd.DataFrame | None, task_features: pd.DataFrame | None = None,
             space: SearchSpace | None = None) -> "Strategy":
@@ -300,6 +390,22 @@ class Strategy:
 
     def _fit(self) -> None:
         """Hook for meta-learned strategies, after ``self.meta`` is set."""
+
+    # ---- persistence: tensors only
+    def state_dict(self) -> dict[str, Any]:
+        """The fitted state as tensors: the meta-train data and what :meth:`_extra_state` adds."""
+        state = self.meta.state_dict() if self.meta is not None else {}
+        state.update(self._extra_state())
+        return state
+
+    def _extra_state(self) -> dict[str, Any]:
+        """Learned weights to store (strategies that train networks); derived state is recomputed."""
+        return {}
+
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        """After loading: rebuild derived state. By default the deterministic ``_fit`` recomputes it
+        from the meta-train data (milliseconds); strategies with trained weights override this."""
+        self._fit()
 
     def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
         raise NotImplementedError

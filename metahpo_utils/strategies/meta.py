@@ -83,8 +83,11 @@ class _AdaptiveSession(Session):
             idx = np.flatnonzero(self.open)
             j = greedy_portfolio(self.V[:, idx], 1, w, start)[0]
             return self._pick(idx[j])
-        j = greedy_portfolio(self.V, 1, w, start)[0]
-        return self.meta.pool[j]
+        fresh = np.flatnonzero([self.is_new(x) for x in self.meta.pool])  # continuous mode: never a pool entry twice
+        if not len(fresh):
+            return self.rng.random(self.space.dim)
+        j = greedy_portfolio(self.V[:, fresh], 1, w, start)[0]
+        return self.meta.pool[fresh[j]]
 
 
 class AdaptivePortfolioStrategy(Strategy):
@@ -164,8 +167,10 @@ class _KnnSession(Session):
             # no meta-features: the nearest tasks are those whose ranking agrees with what we saw
             w = self.meta.observation_weights(X, y)
             self.warm = [self.meta.X[t][self.meta.yn[t].argmax()] for t in np.argsort(-w)]
-        if self.warm and len(y) < 5:
-            return self.warm.pop(0)
+        while self.warm and len(y) < 5:
+            point = self.warm.pop(0)
+            if self.candidates is not None or self.is_new(point):  # tasks often share a best configuration
+                return point
         if len(y) < 2 or np.ptp(y) == 0:
             return self.rng.random(self.space.dim)  # nothing to model yet (e.g. a batch before any result)
         pts, idx = self.pool()

@@ -13,7 +13,7 @@ uncertainty and expected improvement the acquisition.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from torch import nn
 
 from ..space import SearchSpace
 from ..training import torch_threads
-from .base import MetaData, Session, Strategy
+from .base import MetaData, Session, Strategy, StrategyError
 
 
 def expected_improvement(mu: np.ndarray, sd: np.ndarray, best: float) -> np.ndarray:
@@ -122,6 +122,21 @@ class MtlStrategy(Strategy):
             self.history.append(loss.item() / T)
         self.heads = torch.cat([W, b[:, None]], 1).detach().numpy().astype(float)  # (T, h+1)
         self.phi.eval()
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {**{f"phi.{k}": v for k, v in self.phi.state_dict().items()},
+                "heads": torch.as_tensor(self.heads), "history": torch.tensor(self.history, dtype=torch.float64)}
+
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        """Trained weights come back as saved (no retraining)."""
+        with torch.random.fork_rng(devices=[]):  # loading leaves the caller's random state alone
+            self.phi = _Phi(self.meta.space.dim, self.hidden)
+        self.phi.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("phi.")})
+        self.phi.eval()
+        self.heads = state["heads"].numpy().astype(float)
+        if self.heads.shape != (self.meta.n_tasks, self.hidden + 1):
+            raise StrategyError(f"mtl: saved heads {tuple(self.heads.shape)} do not fit {self.meta.n_tasks} tasks")
+        self.history = state["history"].tolist()
 
     def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
         meta = self._require_fit(space)
@@ -264,6 +279,22 @@ class TransferStrategy(Strategy):
             opt.step()
             self.history.append(loss.item())
         self.pretrained = {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {**{f"pretrained.{k}": v for k, v in self.pretrained.items()},
+                "history": torch.tensor(self.history, dtype=torch.float64)}
+
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        """Trained weights come back as saved (no retraining); shapes are checked against a fresh net."""
+        meta = self.meta
+        self.in_dim = meta.space.dim + (len(meta.feature_names) if meta.features is not None else 0)
+        K, d, h = self.K, self.in_dim, self.hidden
+        ref = {"W1": (K, d, h), "b1": (K, 1, h), "W2": (K, h, h), "b2": (K, 1, h), "W3": (K, h, 1), "b3": (K, 1, 1)}
+        got = {k[len("pretrained."):]: v for k, v in state.items() if k.startswith("pretrained.")}
+        if set(got) != set(ref) or any(tuple(got[k].shape) != ref[k] for k in ref):
+            raise StrategyError("transfer: saved ensemble weights do not fit the saved settings")
+        self.pretrained = got
+        self.history = state["history"].tolist()
 
     def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
         meta = self._require_fit(space)

@@ -1,0 +1,472 @@
+"""Tune a new task for real: a meta-learned strategy proposes, each proposal is trained, observed,
+and the loop returns the best configuration, its trained model and the full history.
+
+    result = tune("digits-003", "adaptive-portfolio", budget_trials=10)    # a built-in task
+    result = tune((X, y), "adaptive-portfolio", budget_seconds=60)         # your own arrays
+    result.best_config, result.best_value, result.model, result.history
+
+The strategy is fitted on a stored meta-dataset (by default the committed digits one) without the
+new task and without the meta-test tasks; the new task's meta-features are computed from its
+training split. ``multi_fidelity="sh"`` runs successive halving over epochs: the strategy's order
+decides which configurations start, the learning curves decide which continue.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .data.metafeatures import compute_metafeatures
+from .data.tasks import SUITES, Task, TaskError, build_suite
+from .metadataset import MetaDatasetStore, MetaTables, default_metadataset, load_exported, validate_store_file
+from .models import build_model
+from .space import SearchSpace
+from .strategies import Strategy, make_strategy
+from .training import Trainer, TrialResult, resolve_device
+
+#: How successive halving is asked for.
+MULTI_FIDELITY = (None, "sh")
+
+
+class TuneError(ValueError):
+    """Bad input to :func:`tune` (task, budget, strategy, meta-dataset)."""
+
+
+# ---------------------------------------------------------------- the new task
+def resolve_task(source: Any, root: str | os.PathLike | None = None, val_fraction: float = 0.2, seed: int = 0,
+                 image_size: int = 28, max_examples: int | None = None, n_tasks: int | None = None,
+                 suite_seed: int = 0) -> Task:
+    """Turn what a user has into a :class:`Task`.
+
+    Args:
+        source: a :class:`Task`; the name of a built-in suite task (``"digits-007"``); a folder of
+            images in torchvision ``ImageFolder`` layout (one sub-folder per class); the name of a
+            torchvision dataset found under ``root`` (``"fashionmnist"``, never downloaded); a tuple
+            ``(X, y)`` or ``(X, y, X_val, y_val)``; or a dict with ``X``, ``y`` and optionally
+            ``X_val``, ``y_val``, ``X_test``, ``y_test`` (numpy arrays or tensors).
+        root: root folder of a torchvision dataset.
+        val_fraction: share split off for validation (and again for test) when not given.
+        seed: seed of those splits.
+        image_size: side length images from a folder are resized to.
+        max_examples: keep at most this many examples (a seeded subsample) of a folder or torchvision set.
+        n_tasks, suite_seed: the suite a built-in task name refers to (default: the suite's size, seed 0).
+    """
+    if isinstance(source, Task):
+        return source
+    if isinstance(source, Mapping):
+        if "X" not in source or "y" not in source:
+            raise TuneError(f"task: a dict needs keys 'X' and 'y' (got {sorted(source)})")
+        kw = {k: source[k] for k in ("X_val", "y_val", "X_test", "y_test") if k in source}
+        return _from_arrays(source["X"], source["y"], kw, source.get("name", "user-task"), val_fraction, seed)
+    if isinstance(source, (tuple, list)):
+        if len(source) not in (2, 4):
+            raise TuneError(f"task: give (X, y) or (X, y, X_val, y_val), not a sequence of {len(source)}")
+        kw = {"X_val": source[2], "y_val": source[3]} if len(source) == 4 else {}
+        return _from_arrays(source[0], source[1], kw, "user-task", val_fraction, seed)
+    if isinstance(source, (str, os.PathLike)):
+        text = str(source)
+        suite = text.rsplit("-", 1)[0]
+        if suite in SUITES and text.rsplit("-", 1)[-1].isdigit():
+            s = build_suite(suite, n_tasks=n_tasks, seed=suite_seed, root=None if root is None else str(root))
+            if text not in s.specs:
+                raise TuneError(f"task: suite '{suite}' ({len(s)} tasks) has no task '{text}'")
+            return s.task(text)
+        if Path(text).is_dir():
+            X, y, classes = _image_folder(Path(text), image_size)
+            return _subsampled(X, y, classes, Path(text).name, max_examples, val_fraction, seed)
+        from .data.torchvision_sets import TORCHVISION_DATASETS, load_torchvision
+
+        if text.lower() in TORCHVISION_DATASETS:
+            if root is None:
+                raise TuneError(f"task: torchvision dataset '{text}' needs root= (the folder that holds it)")
+            X, y, classes = load_torchvision(text, root)
+            return _subsampled(X, y, classes, text.lower(), max_examples, val_fraction, seed)
+        raise TuneError(f"task: '{text}' is not a built-in task (e.g. digits-007), an image folder or a "
+                        f"torchvision dataset ({', '.join(TORCHVISION_DATASETS)})")
+    raise TuneError(f"task: cannot use a {type(source).__name__} (give a Task, a task name, a folder, (X, y) or a dict)")
+
+
+def _from_arrays(X: Any, y: Any, kw: Mapping[str, Any], name: str, val_fraction: float, seed: int) -> Task:
+    try:
+        return Task.from_arrays(_np(X), _np(y), **{k: _np(v) for k, v in kw.items()}, name=name,
+                                val_fraction=val_fraction, seed=seed)
+    except TaskError as err:
+        raise TuneError(str(err)) from None
+
+
+def _np(a: Any) -> np.ndarray:
+    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+
+
+def _subsampled(X: torch.Tensor, y: torch.Tensor, classes: Sequence[str], name: str, max_examples: int | None,
+                val_fraction: float, seed: int) -> Task:
+    if max_examples is not None and len(y) > max_examples:
+        keep = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:max_examples]
+        X, y = X[keep], y[keep]
+    task = _from_arrays(X, y, {}, name, val_fraction, seed)
+    task.classes = [str(classes[int(c)]) for c in task.classes]
+    return task
+
+
+def _image_folder(folder: Path, size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Images of an ``ImageFolder`` layout as ``(N, C, size, size)`` floats in [0, 1]."""
+    from torchvision import datasets, transforms
+
+    from PIL import Image
+
+    def load(path: str) -> Image.Image:  # grey stays one channel (ImageFolder's default makes everything RGB)
+        with Image.open(path) as img:
+            return img.convert("L" if img.mode in ("1", "L", "I", "I;16", "F") else "RGB")
+
+    tf = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor()])
+    try:
+        ds = datasets.ImageFolder(str(folder), transform=tf, loader=load)
+    except (FileNotFoundError, RuntimeError) as err:
+        raise TuneError(f"task: '{folder}' is not an image folder with one sub-folder per class ({err})") from None
+    if len(ds.classes) < 2:
+        raise TuneError(f"task: '{folder}' has {len(ds.classes)} class folder(s); need at least 2")
+    xs, ys = zip(*(ds[i] for i in range(len(ds))))
+    channels = max(x.shape[0] for x in xs)
+    X = torch.stack([x.expand(channels, -1, -1) for x in xs])  # grey images join colour ones as 3 equal channels
+    return X, torch.tensor(ys), list(ds.classes)
+
+
+# ---------------------------------------------------------------- the meta-dataset and the strategy
+def load_metadataset(meta: Any = None) -> MetaTables:
+    """``None`` (the committed digits meta-dataset), a :class:`MetaTables`, an exported folder or a store."""
+    if meta is None:
+        return default_metadataset("digits")
+    if isinstance(meta, MetaTables):
+        return meta
+    path = Path(meta)
+    if path.is_dir():
+        return load_exported(path)
+    validate_store_file(path)
+    with MetaDatasetStore(path) as st:
+        return MetaTables(st.trials_table(), st.tasks_table(), st.provenance_table(), st.read_meta())
+
+
+def training_tasks(tables: MetaTables, exclude: Sequence[str] = ()) -> list[str]:
+    """Tasks a strategy may learn from: all but the meta-test split and ``exclude``."""
+    tasks = sorted(tables.trials["task"].astype(str).unique())
+    test = set()
+    if tables.provenance is not None and "split" in tables.provenance:
+        prov = tables.provenance
+        test = set(prov.loc[prov["split"] == "meta-test", "task"].astype(str))
+    return [t for t in tasks if t not in test and t not in set(exclude)]
+
+
+def fit_strategy(strategy: str | Strategy, tables: MetaTables, exclude: Sequence[str] = ()) -> Strategy:
+    """A strategy fitted on the meta-dataset's meta-train and meta-val tasks (never ``exclude``);
+    a strategy object that is already fitted is returned as it is (its space checked)."""
+    space = tables.space
+    if isinstance(strategy, Strategy):
+        if strategy.meta_learned and strategy.meta is None:
+            strategy = strategy.fit(*_fit_inputs(tables, exclude), space=space)
+        elif strategy.meta is not None and strategy.meta.space != space:
+            raise TuneError(f"strategy: fitted on space {strategy.meta.space.names}, the meta-dataset has {space.names}")
+        return strategy
+    s = make_strategy(strategy)
+    return s.fit(*_fit_inputs(tables, exclude), space=space) if s.meta_learned else s
+
+
+def _fit_inputs(tables: MetaTables, exclude: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    keep = training_tasks(tables, exclude)
+    if not keep:
+        raise TuneError("meta-dataset: no task left to learn from")
+    trials = tables.trials[tables.trials["task"].astype(str).isin(keep)]
+    feats = None
+    if tables.tasks is not None and len(tables.tasks.columns) > 1:
+        feats = tables.tasks.set_index("task") if "task" in tables.tasks else tables.tasks
+    return trials, feats
+
+
+# ---------------------------------------------------------------- the loop
+@dataclass
+class TuneResult:
+    """Outcome of :func:`tune`.
+
+    Attributes:
+        best_config: the best configuration trained to the full number of epochs.
+        best_value: its validation accuracy.
+        model: its trained model.
+        history: one row per configuration tried: ``trial``, the hyperparameters, ``objective``
+            (validation accuracy at the last epoch trained), ``test_objective``, ``status``,
+            ``epochs`` (trained), ``curve`` (per-epoch validation accuracy), ``cost_s`` (its
+            training time), ``elapsed_s`` (seconds since the start when it finished),
+            ``best_so_far`` (best full-fidelity value up to it).
+        stopped_by: ``"trials"``, ``"seconds"`` (the budget that ran out first).
+        task, strategy: names; ``metafeatures``: the new task's meta-features (or ``None``).
+    """
+
+    best_config: dict[str, Any]
+    best_value: float
+    model: nn.Module | None
+    history: pd.DataFrame
+    stopped_by: str
+    task: str
+    strategy: str
+    metafeatures: dict[str, float] | None = None
+    wall_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def tune(task_or_data: Any, strategy: str | Strategy = "adaptive-portfolio", budget_trials: int | None = None,
+         budget_seconds: float | None = None, meta: Any = None, epochs: int | None = None, seed: int = 0,
+         family: str | None = None, device: str | None = "cpu", multi_fidelity: str | None = None, eta: int = 3,
+         min_epochs: int = 1, use_metafeatures: bool = True, root: str | os.PathLike | None = None,
+         callback: Callable[[dict[str, Any]], None] | None = None, **task_kwargs: Any) -> TuneResult:
+    """Tune a new task: propose, train for real, observe, until a budget runs out.
+
+    Args:
+        task_or_data: see :func:`resolve_task`.
+        strategy: a strategy name (fitted here on ``meta``) or a strategy object (fitted or not).
+        budget_trials: most configurations to train.
+        budget_seconds: most wall-clock seconds; checked before each training (a training under way
+            completes, so the overrun is at most one training).
+        meta: the meta-dataset (see :func:`load_metadataset`); gives the space, model family and epochs.
+        epochs: training epochs of a full trial (default: the meta-dataset's).
+        seed: seed of the strategy and of every training (same initialisation for every configuration).
+        family: model family (default: the meta-dataset's).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        multi_fidelity: ``None`` (every configuration trained ``epochs``) or ``"sh"`` (successive
+            halving, rungs ``epochs / eta**k`` down to ``min_epochs``; configurations resume, not restart).
+        eta: the halving rate.
+        min_epochs: the smallest rung.
+        use_metafeatures: give the strategy the new task's meta-features.
+        root: root of a torchvision dataset.
+        callback: called with each history row as it is recorded.
+        **task_kwargs: more arguments of :func:`resolve_task`.
+
+    Returns:
+        A :class:`TuneResult`.
+    """
+    if budget_trials is None and budget_seconds is None:
+        raise TuneError("tune: give budget_trials or budget_seconds (or both)")
+    if budget_trials is not None and int(budget_trials) < 1:
+        raise TuneError(f"tune: budget_trials must be at least 1 (got {budget_trials})")
+    if budget_seconds is not None and not budget_seconds > 0:
+        raise TuneError(f"tune: budget_seconds must be positive (got {budget_seconds})")
+    if multi_fidelity not in MULTI_FIDELITY:
+        raise TuneError(f"tune: multi_fidelity must be None or 'sh' (got {multi_fidelity!r})")
+    if int(eta) < 2:
+        raise TuneError(f"tune: eta must be at least 2 (got {eta})")
+    tables = load_metadataset(meta)
+    task = resolve_task(task_or_data, root=root, seed=seed, **task_kwargs)
+    fitted = fit_strategy(strategy, tables, exclude=[task.name])
+    space = tables.space
+    epochs = int(epochs if epochs is not None else tables.meta.get("epochs", 10))
+    if epochs < 1:
+        raise TuneError(f"tune: epochs must be at least 1 (got {epochs})")
+    family = family or tables.meta.get("family") or ("cnn2d" if task.kind == "image" else "mlp")
+    mf = compute_metafeatures(task, seed=seed) if use_metafeatures and fitted.meta_learned else None
+    session = fitted.start(space, task_features=mf, seed=seed)
+    loop = _Loop(task, space, session, epochs, seed, family, resolve_device(device), budget_trials, budget_seconds, callback)
+    if multi_fidelity == "sh":
+        loop.successive_halving(int(eta), max(1, int(min_epochs)))
+    else:
+        loop.plain()
+    return loop.result(fitted.name, mf)
+
+
+class _Loop:
+    """The state of one tuning run (history, best model, budgets)."""
+
+    def __init__(self, task: Task, space: SearchSpace, session: Any, epochs: int, seed: int, family: str,
+                 device: torch.device, budget_trials: int | None, budget_seconds: float | None,
+                 callback: Callable[[dict[str, Any]], None] | None):
+        self.task, self.space, self.session, self.epochs, self.seed = task, space, session, epochs, seed
+        self.family, self.device, self.callback = family, device, callback
+        self.budget_trials, self.budget_seconds = budget_trials, budget_seconds
+        self.rows: list[dict[str, Any]] = []
+        self.best: tuple[float, dict[str, Any], nn.Module | None] = (-math.inf, {}, None)
+        self.stopped_by = ""
+        self.t0 = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def out_of_budget(self, starting: int = 1) -> bool:
+        """Whether starting ``starting`` more configurations is not allowed (and which budget says so)."""
+        if self.budget_seconds is not None and self.elapsed() >= self.budget_seconds:
+            self.stopped_by = "seconds"
+        elif self.budget_trials is not None and len(self.rows) + starting > self.budget_trials:
+            self.stopped_by = "trials"
+        return bool(self.stopped_by)
+
+    def trainer(self, config: Mapping[str, Any]) -> Trainer:
+        torch.manual_seed(self.seed)
+        model = build_model(self.family, self.task.input_shape, self.task.n_classes, config)
+        return Trainer(model, self.task, config, self.seed, self.device)
+
+    def record(self, config: dict[str, Any], res: TrialResult, rung: int | None = None, row: dict[str, Any] | None = None) -> None:
+        """Add (or, for a promoted configuration, update) its history row and the best model."""
+        full = len(res.curve) >= self.epochs or res.status != "ok"
+        if full and res.objective > self.best[0]:
+            self.best = (res.objective, dict(config), res.model)
+        best = self.best[0] if self.best[0] > -math.inf else math.nan
+        new = {**config, "objective": res.objective, "test_objective": res.test_objective, "status": res.status,
+               "epochs": len(res.curve), "curve": list(res.curve), "cost_s": res.cost_s, "elapsed_s": self.elapsed()}
+        if rung is not None:
+            new["rung"] = rung
+        if row is None:
+            row = {"trial": len(self.rows) + 1}
+            self.rows.append(row)
+        row.update(new)
+        row["best_so_far"] = best
+        if self.callback is not None:
+            self.callback(dict(row))
+
+    def plain(self) -> None:
+        while not self.out_of_budget():
+            suggested = self.session.suggest(1)
+            if not suggested:
+                self.stopped_by = "exhausted"
+                break
+            config = suggested[0]
+            res = self.trainer(config).run(self.epochs).result()
+            self.session.observe(config, res.objective)
+            self.record(config, res)
+
+    def successive_halving(self, eta: int, min_epochs: int) -> None:
+        """Repeated brackets: ``eta**s`` configurations (in the strategy's order) at the lowest rung,
+        the best ``1/eta`` continue to the next, until one reaches ``epochs``."""
+        s_max = max(0, int(math.floor(math.log(self.epochs / min_epochs, eta) + 1e-9)))
+        rungs = [max(min_epochs, int(round(self.epochs / eta ** (s_max - i)))) for i in range(s_max + 1)]
+        while not self.out_of_budget():
+            n = eta ** s_max
+            if self.budget_trials is not None:
+                n = min(n, self.budget_trials - len(self.rows))
+            configs = self.session.suggest(n)
+            if not configs:
+                self.stopped_by = "exhausted"
+                break
+            alive = []  # (config, trainer, history row)
+            for c in configs:
+                if self.out_of_budget():
+                    break
+                tr = self.trainer(c).run(rungs[0])
+                res = tr.result()
+                self.record(c, res, rung=0)
+                alive.append((c, tr, self.rows[-1]))
+            for k in range(1, len(rungs)):
+                keep = max(1, len(alive) // eta)
+                alive.sort(key=lambda a: -(a[2]["objective"] if a[1].status == "ok" else -math.inf))
+                for c, tr, row in alive[keep:]:  # stopped here: the strategy learns their last value
+                    self.session.observe(c, row["objective"])
+                alive = alive[:keep]
+                if self.budget_seconds is not None and self.elapsed() >= self.budget_seconds:
+                    break
+                for c, tr, row in alive:
+                    res = tr.run(rungs[k] - tr.epochs_done).result()
+                    self.record(c, res, rung=k, row=row)
+            for c, tr, row in alive:
+                self.session.observe(c, row["objective"])
+
+    def result(self, strategy: str, mf: dict[str, float] | None) -> TuneResult:
+        hist = pd.DataFrame(self.rows)
+        value, config, model = self.best
+        if model is None and self.rows:  # nothing reached full fidelity (budget ran out mid-bracket)
+            top = max(self.rows, key=lambda r: r["objective"])
+            value, config = top["objective"], {n: top[n] for n in self.space.names}
+        return TuneResult(config, float(value) if self.rows else math.nan, model, hist, self.stopped_by or "trials",
+                          self.task.name, strategy, mf, self.elapsed())
+
+
+# ---------------------------------------------------------------- side-by-side comparison
+#: Suffix of a strategy name that runs it with successive halving (``adaptive-portfolio+sh``).
+SH_SUFFIX = "+sh"
+#: Trials at which :func:`comparison_summary` reports the best value.
+SUMMARY_TRIALS = (1, 3, 5, 10, 20, 30, 50)
+
+
+def compare_tuning(tasks: Sequence[Any], strategies: Sequence[str] = ("adaptive-portfolio", "random", "tpe"),
+                   seeds: Sequence[int] = (0, 1, 2), budget_trials: int = 20, meta: Any = None,
+                   epochs: int | None = None, device: str | None = "cpu", progress: bool = False) -> pd.DataFrame:
+    """Tune every task with every strategy and seed for real, with the same trial budget.
+
+    A name ending in ``+sh`` runs that strategy with successive halving. Strategies are fitted once
+    (meta-training is offline and not timed); the clock of each run covers its proposals and trainings.
+
+    Returns:
+        One row per (strategy, task, seed, trial): ``objective``, ``test_objective``, ``status``,
+        ``epochs``, ``best_so_far`` (full-fidelity), ``elapsed_s``, ``cost_s``.
+    """
+    tables = load_metadataset(meta)
+    fitted: dict[tuple[str, tuple[str, ...]], Strategy] = {}
+    resolved = [resolve_task(t) for t in tasks]
+    _warm_up(resolved[0], tables, device)
+    rows = []
+    runs = [(s, t, seed) for t in resolved for seed in seeds for s in strategies]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(runs), desc="tuning runs")
+    for label, task, seed in runs:
+        name = label[:-len(SH_SUFFIX)] if label.endswith(SH_SUFFIX) else label
+        key = (name, tuple(training_tasks(tables, [task.name])))
+        if key not in fitted:
+            fitted[key] = fit_strategy(name, tables, exclude=[task.name])
+        res = tune(task, fitted[key], budget_trials=budget_trials, meta=tables, epochs=epochs, seed=seed,
+                   device=device, multi_fidelity="sh" if label.endswith(SH_SUFFIX) else None)
+        h = res.history.sort_values("elapsed_s")  # successive halving finishes trials out of order
+        best = h["objective"].where(h["epochs"] >= h["epochs"].max()).cummax()
+        for i, (_, r) in enumerate(h.iterrows()):
+            rows.append({"strategy": label, "task": task.name, "seed": seed, "trial": i + 1,
+                         "objective": r["objective"], "test_objective": r["test_objective"], "status": r["status"],
+                         "epochs": r["epochs"], "best_so_far": best.iloc[i], "elapsed_s": r["elapsed_s"],
+                         "cost_s": r["cost_s"], "best_test_objective": _test_of_best(h.iloc[:i + 1])})
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
+    return pd.DataFrame(rows)
+
+
+def _test_of_best(h: pd.DataFrame) -> float:
+    """Test accuracy of the configuration with the best full-fidelity validation accuracy so far."""
+    full = h[h["epochs"] >= h["epochs"].max()]
+    return float(full.loc[full["objective"].idxmax(), "test_objective"]) if len(full) else math.nan
+
+
+def _warm_up(task: Task, tables: MetaTables, device: str | None) -> None:
+    """One untimed training first, so the first timed run does not pay torch's start-up."""
+    loop = _Loop(task, tables.space, None, 1, 0, tables.meta.get("family", "mlp"), resolve_device(device), 1, None, None)
+    loop.trainer(tables.space.design(1, seed=0)[0]).run(1).result()
+
+
+def comparison_summary(results: pd.DataFrame, seconds: Sequence[float] | None = None) -> pd.DataFrame:
+    """Per strategy: mean (over tasks and seeds) best validation accuracy at given trials and
+    seconds, the test accuracy of the configuration chosen at the end, and the mean wall time."""
+    out = []
+    budget = int(results["trial"].max())
+    trials = [k for k in SUMMARY_TRIALS if k <= budget]
+    if seconds is None:
+        end = results.groupby(["strategy", "task", "seed"])["elapsed_s"].max().median()
+        seconds = [round(float(end) * f, 2) for f in (0.25, 0.5, 1.0)]
+    for s, d in results.groupby("strategy", sort=False):
+        row: dict[str, Any] = {"strategy": s}
+        for k in trials:
+            row[f"val@{k}"] = d[d["trial"] == k]["best_so_far"].mean()
+        for sec in seconds:
+            row[f"val@{sec}s"] = np.mean([_best_at(r, sec) for _, r in d.groupby(["task", "seed"])])
+        last = d[d["trial"] == d.groupby(["task", "seed"])["trial"].transform("max")]
+        row["test_of_chosen"] = last["best_test_objective"].mean()
+        row["wall_s"] = last["elapsed_s"].mean()
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def _best_at(run: pd.DataFrame, t: float) -> float:
+    """Best full-fidelity value a run had reached at ``t`` seconds (NaN before its first result)."""
+    done = run[run["elapsed_s"] <= t]["best_so_far"].dropna()
+    return float(done.iloc[-1]) if len(done) else math.nan
