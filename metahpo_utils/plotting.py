@@ -2,6 +2,7 @@
 builders (unit-tested) and thin drawing functions that return the Axes."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,32 +80,48 @@ def draw_curves(curves: Curves, ax=None, ylabel: str = "normalized regret", log:
 
 
 def tuning_curves(results: pd.DataFrame, x: str = "trial", points: int = 60) -> Curves:
-    """Best validation accuracy so far, mean and 95% interval over (task, seed) runs, per strategy,
-    against trials (``x="trial"``) or wall-clock seconds (``x="seconds"``, a log-spaced grid from
-    the moment every run has a result; a finished run keeps its final value).
+    """Best validation accuracy so far per strategy against trials (``x="trial"``) or wall-clock
+    seconds (``x="seconds"``, a log-spaced grid; before its first result a run holds the
+    majority-class ``baseline``, after its last it keeps its final value).
+
+    The line is the mean over (task, seed) runs. The band is a 95% *within-task* interval: each run
+    is centred on its task's mean over all strategies before the spread is taken, so that the band
+    shows how sure the difference between strategies is, not how much the tasks differ in difficulty.
 
     Args:
         results: the rows of :func:`metahpo_utils.tuning.compare_tuning`.
     """
-    if x == "trial":
-        return benchmark_curves(results.dropna(subset=["best_so_far"]), "best_so_far")
-    if x != "seconds":
+    if x not in ("trial", "seconds"):
         raise ValueError(f"tuning_curves: x must be 'trial' or 'seconds' (got {x!r})")
-    runs = [(s, r.sort_values("elapsed_s")) for (s, _, _), r in results.groupby(["strategy", "task", "seed"], sort=False)]
-    starts = [r["elapsed_s"][r["best_so_far"].notna()].min() for _, r in runs]
-    grid = np.geomspace(max(max(starts), 1e-3), max(r["elapsed_s"].max() for _, r in runs), points)
+    runs = [(key, r.sort_values("elapsed_s" if x == "seconds" else "trial"))
+            for key, r in results.groupby(["strategy", "task", "seed"], sort=False)]
+    if x == "trial":
+        grid = np.sort(results["trial"].unique()).astype(float)
+    else:
+        first = [r["elapsed_s"][r["best_so_far"].notna()].min() for _, r in runs]
+        lo = min(first) if "baseline" in results else max(first)
+        grid = np.geomspace(max(lo, 1e-3), max(r["elapsed_s"].max() for _, r in runs), points)
+    values = {}  # (strategy, task, seed) -> (grid,)
+    for key, r in runs:
+        b = r["best_so_far"].to_numpy(dtype=float)
+        pos = r["trial" if x == "trial" else "elapsed_s"].to_numpy(dtype=float)
+        i = np.searchsorted(pos, grid, side="right") - 1  # the last result at or before each grid point
+        v = np.where(i >= 0, b[np.maximum(i, 0)], np.nan)
+        if "baseline" in r:
+            v = np.where(np.isnan(v), float(r["baseline"].iloc[0]), v)
+        values[key] = v
+    task_mean = {t: np.nanmean([v for (s, tt, _), v in values.items() if tt == t], axis=0)
+                 for t in results["task"].unique()}  # (grid,) per task, over strategies and seeds
     mean, low, high = {}, {}, {}
     for s in results["strategy"].unique():
-        vals = []
-        for name, r in runs:
-            if name != s:
-                continue
-            b = r["best_so_far"].to_numpy()
-            i = np.searchsorted(r["elapsed_s"].to_numpy(), grid, side="right") - 1  # last result at or before t
-            vals.append(np.where(i >= 0, b[np.maximum(i, 0)], np.nan))
-        v = np.array(vals)  # (runs, grid)
-        m, sd, n = np.nanmean(v, 0), np.nanstd(v, 0, ddof=1) if len(v) > 1 else np.zeros(points), len(v)
-        mean[s], low[s], high[s] = m, m - 1.96 * sd / np.sqrt(n), m + 1.96 * sd / np.sqrt(n)
+        v = np.array([val for (ss, _, _), val in values.items() if ss == s])  # (runs, grid)
+        c = np.array([val - task_mean[t] for (ss, t, _), val in values.items() if ss == s])
+        n = np.sum(~np.isnan(v), 0).clip(min=1)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # columns without any result yet
+            m = np.nanmean(v, 0)
+            half = 1.96 * np.nanstd(c, 0, ddof=1) / np.sqrt(n) if len(v) > 1 else np.zeros_like(m)
+        mean[s], low[s], high[s] = m, m - half, m + half
     return Curves(grid, mean, low, high)
 
 
@@ -122,7 +139,11 @@ def draw_new_task_tuning(results: pd.DataFrame, axes=None):  # noqa: ANN001
             ax.fill_between(curves.trials, curves.low[s], curves.high[s], color=st["color"], alpha=0.12, lw=0)
         ax.set_xlabel(label)
         if x == "seconds":
+            from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
     axes[0].set_ylabel("best validation accuracy")
     axes[1].legend(loc="lower right", fontsize="small")
     return axes

@@ -44,7 +44,7 @@ from torch import nn
 
 from .data.tasks import Task
 from .models import Classifier, build_model
-from .training import DIVERGENCE_LOSS, TrialResult, _majority_accuracy, resolve_device
+from .training import DIVERGENCE_LOSS, TrialResult, majority_accuracy, resolve_device
 
 ADAM_EPS = 1e-8
 ADAM_BETA2 = 0.999
@@ -543,7 +543,7 @@ def _train_sorted(members: Sequence[tuple[Task, Mapping[str, Any]]], epochs: int
         if ok:
             obj, tst = curves[m][-1], float(test_acc[m])
         else:
-            obj, tst = _majority_accuracy(task.y_train, task.y_val), _majority_accuracy(task.y_train, task.y_test)
+            obj, tst = majority_accuracy(task.y_train, task.y_val), majority_accuracy(task.y_train, task.y_test)
         model = None
         if keep_models and ok:
             model = stack.member_state(m, build_model(family, task.input_shape, task.n_classes, c)).cpu()

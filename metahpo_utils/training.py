@@ -92,7 +92,8 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch: int = 20
     return correct / len(y), loss / len(y)
 
 
-def _majority_accuracy(y_train: torch.Tensor, y: torch.Tensor) -> float:
+def majority_accuracy(y_train: torch.Tensor, y: torch.Tensor) -> float:
+    """Accuracy on ``y`` of predicting the most frequent class of ``y_train`` (a model that learned nothing)."""
     return (y == torch.bincount(y_train).argmax()).float().mean().item()
 
 
@@ -179,11 +180,11 @@ class Trainer:
         t0 = time.perf_counter()
         task = self.task
         if self.status == "ok":
-            objective = self.curve[-1] if self.curve else _majority_accuracy(task.y_train, task.y_val)
+            objective = self.curve[-1] if self.curve else majority_accuracy(task.y_train, task.y_val)
             test_objective = evaluate(self.model, task.X_test.to(self.device), task.y_test.to(self.device))[0]
         else:
-            objective = _majority_accuracy(task.y_train, task.y_val)
-            test_objective = _majority_accuracy(task.y_train, task.y_test)
+            objective = majority_accuracy(task.y_train, task.y_val)
+            test_objective = majority_accuracy(task.y_train, task.y_test)
         cost = self.cost_s + time.perf_counter() - t0
         return TrialResult(objective, test_objective, self.status, list(self.curve), list(self.val_loss),
                            list(self.train_loss), cost, self.model)

@@ -30,7 +30,7 @@ from .metadataset import MetaDatasetStore, MetaTables, default_metadataset, load
 from .models import build_model
 from .space import SearchSpace
 from .strategies import Strategy, make_strategy
-from .training import Trainer, TrialResult, resolve_device
+from .training import Trainer, TrialResult, majority_accuracy, resolve_device
 
 #: How successive halving is asked for.
 MULTI_FIDELITY = (None, "sh")
@@ -378,7 +378,8 @@ class _Loop:
             top = max(self.rows, key=lambda r: r["objective"])
             value, config = top["objective"], {n: top[n] for n in self.space.names}
         return TuneResult(config, float(value) if self.rows else math.nan, model, hist, self.stopped_by or "trials",
-                          self.task.name, strategy, mf, self.elapsed())
+                          self.task.name, strategy, mf, self.elapsed(),
+                          {"epochs": self.epochs, "baseline": majority_accuracy(self.task.y_train, self.task.y_val)})
 
 
 # ---------------------------------------------------------------- side-by-side comparison
@@ -398,7 +399,9 @@ def compare_tuning(tasks: Sequence[Any], strategies: Sequence[str] = ("adaptive-
 
     Returns:
         One row per (strategy, task, seed, trial): ``objective``, ``test_objective``, ``status``,
-        ``epochs``, ``best_so_far`` (full-fidelity), ``elapsed_s``, ``cost_s``.
+        ``epochs``, ``best_so_far`` (full-fidelity), ``elapsed_s``, ``cost_s``, ``baseline`` (the
+        validation accuracy of predicting the majority class: what one has before any result),
+        ``best_test_objective`` (test accuracy of the best configuration so far).
     """
     tables = load_metadataset(meta)
     fitted: dict[tuple[str, tuple[str, ...]], Strategy] = {}
@@ -419,12 +422,12 @@ def compare_tuning(tasks: Sequence[Any], strategies: Sequence[str] = ("adaptive-
         res = tune(task, fitted[key], budget_trials=budget_trials, meta=tables, epochs=epochs, seed=seed,
                    device=device, multi_fidelity="sh" if label.endswith(SH_SUFFIX) else None)
         h = res.history.sort_values("elapsed_s")  # successive halving finishes trials out of order
-        best = h["objective"].where(h["epochs"] >= h["epochs"].max()).cummax()
+        best = best_so_far(h, res.extra["epochs"])
         for i, (_, r) in enumerate(h.iterrows()):
             rows.append({"strategy": label, "task": task.name, "seed": seed, "trial": i + 1,
                          "objective": r["objective"], "test_objective": r["test_objective"], "status": r["status"],
                          "epochs": r["epochs"], "best_so_far": best.iloc[i], "elapsed_s": r["elapsed_s"],
-                         "cost_s": r["cost_s"], "best_test_objective": _test_of_best(h.iloc[:i + 1])})
+                         "cost_s": r["cost_s"], "baseline": res.extra["baseline"], "best_test_objective": _test_of_best(h.iloc[:i + 1], res.extra["epochs"])})
         if bar is not None:
             bar.update()
     if bar is not None:
@@ -432,9 +435,20 @@ def compare_tuning(tasks: Sequence[Any], strategies: Sequence[str] = ("adaptive-
     return pd.DataFrame(rows)
 
 
-def _test_of_best(h: pd.DataFrame) -> float:
-    """Test accuracy of the configuration with the best full-fidelity validation accuracy so far."""
-    full = h[h["epochs"] >= h["epochs"].max()]
+def best_so_far(history: pd.DataFrame, epochs: int) -> pd.Series:
+    """Best final validation accuracy up to each row of a history in time order: rows trained the full
+    ``epochs`` or diverged (a diverged run's majority-class accuracy is its final result) count; a
+    lower rung of successive halving does not. NaN until the first final result."""
+    return history["objective"].where(_full(history, epochs)).cummax().ffill()
+
+
+def _full(h: pd.DataFrame, epochs: int) -> pd.Series:
+    return (h["epochs"] >= epochs) | (h["status"] != "ok")
+
+
+def _test_of_best(h: pd.DataFrame, epochs: int) -> float:
+    """Test accuracy of the configuration with the best final validation accuracy so far."""
+    full = h[_full(h, epochs)]
     return float(full.loc[full["objective"].idxmax(), "test_objective"]) if len(full) else math.nan
 
 
@@ -450,15 +464,15 @@ def comparison_summary(results: pd.DataFrame, seconds: Sequence[float] | None = 
     out = []
     budget = int(results["trial"].max())
     trials = [k for k in SUMMARY_TRIALS if k <= budget]
-    if seconds is None:
-        end = results.groupby(["strategy", "task", "seed"])["elapsed_s"].max().median()
-        seconds = [round(float(end) * f, 2) for f in (0.25, 0.5, 1.0)]
+    if seconds is None:  # an eighth, a quarter, half and all of the median run's duration
+        end = float(results.groupby(["strategy", "task", "seed"])["elapsed_s"].max().median())
+        seconds = [float(f"{end * f:.2g}") for f in (0.125, 0.25, 0.5, 1.0)]
     for s, d in results.groupby("strategy", sort=False):
         row: dict[str, Any] = {"strategy": s}
         for k in trials:
             row[f"val@{k}"] = d[d["trial"] == k]["best_so_far"].mean()
         for sec in seconds:
-            row[f"val@{sec}s"] = np.mean([_best_at(r, sec) for _, r in d.groupby(["task", "seed"])])
+            row[f"val@{sec:g}s"] = np.mean([_best_at(r, sec) for _, r in d.groupby(["task", "seed"])])
         last = d[d["trial"] == d.groupby(["task", "seed"])["trial"].transform("max")]
         row["test_of_chosen"] = last["best_test_objective"].mean()
         row["wall_s"] = last["elapsed_s"].mean()
@@ -467,6 +481,9 @@ def comparison_summary(results: pd.DataFrame, seconds: Sequence[float] | None = 
 
 
 def _best_at(run: pd.DataFrame, t: float) -> float:
-    """Best full-fidelity value a run had reached at ``t`` seconds (NaN before its first result)."""
+    """Best final value a run had reached at ``t`` seconds; before its first result, the majority-class
+    ``baseline`` (NaN if the rows lack it)."""
     done = run[run["elapsed_s"] <= t]["best_so_far"].dropna()
-    return float(done.iloc[-1]) if len(done) else math.nan
+    if len(done):
+        return float(done.iloc[-1])
+    return float(run["baseline"].iloc[0]) if "baseline" in run else math.nan

@@ -214,3 +214,22 @@ def test_bad_name_and_split(tmp_path: Path) -> None:
         load_torchvision("imagenet", tmp_path)
     with pytest.raises(ValueError, match="split"):
         load_torchvision("mnist", tmp_path, split="extra")
+
+
+def test_tune_a_torchvision_dataset_folder(tmp_path: Path) -> None:
+    """A new task from a torchvision dataset under --root (no download), tuned on the CLI."""
+    import json
+
+    from metahpo_utils.cli import main
+    from metahpo_utils.tuning import resolve_task
+
+    write_mnist_like(tmp_path, "fashionmnist")
+    task = resolve_task("FashionMNIST", root=tmp_path, max_examples=N_TRAIN - 1)
+    assert task.name == "fashionmnist" and task.input_shape == (1, 28, 28)
+    assert len(task.y_train) + len(task.y_val) + len(task.y_test) == N_TRAIN - 1
+    assert set(task.classes) <= {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                                 "Sneaker", "Bag", "Ankle boot"}
+    out = tmp_path / "out"
+    assert main(["tune", "--torchvision", "fashionmnist", "--root", str(tmp_path), "--strategy", "random",
+                 "--budget-trials", "1", "--epochs", "1", "--out", str(out), "--no-progress"]) == 0
+    assert json.loads((out / "best.json").read_text())["task"] == "fashionmnist"

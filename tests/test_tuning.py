@@ -12,8 +12,8 @@ import torch
 from metahpo_utils.metadataset import default_metadataset
 from metahpo_utils.models import build_model
 from metahpo_utils.training import Trainer, evaluate, train_config
-from metahpo_utils.tuning import (TuneError, compare_tuning, comparison_summary, fit_strategy, resolve_task, training_tasks,
-                                  tune)
+from metahpo_utils.tuning import (TuneError, best_so_far, compare_tuning, comparison_summary, fit_strategy, resolve_task,
+                                  training_tasks, tune)
 
 CONFIG = {"lr": 0.01, "weight_decay": 1e-4, "batch_size": 32, "width": 32, "depth": 2, "dropout": 0.3,
           "optimizer": "adamw", "momentum": 0.9}
@@ -155,6 +155,16 @@ def test_bad_tasks():
         resolve_task("no-such-thing")
     with pytest.raises(TuneError, match="needs root="):
         resolve_task("fashionmnist")
+
+
+def test_best_so_far_counts_final_results_only():
+    import pandas as pd
+
+    h = pd.DataFrame({"objective": [0.5, 0.9, 0.3, 0.7, 0.8], "epochs": [1, 1, 2, 10, 10],
+                      "status": ["ok", "ok", "diverged", "ok", "ok"]})
+    # a rung-1 value never counts; a diverged run is a final (poor) result; no gaps after the first
+    assert best_so_far(h, 10).tolist()[2:] == [0.3, 0.7, 0.8]
+    assert best_so_far(h, 10).iloc[:2].isna().all()
 
 
 def test_compare_summary_and_figure(tables):
