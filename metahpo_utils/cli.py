@@ -20,9 +20,10 @@ from .models import FAMILIES, ModelError
 from .space import SpaceError, default_space, load_space
 from .strategies import StrategyError
 from .optuna_interop import OptunaInteropError
+from .figures import FigureError
 from .tuning import TuneError
 
-USER_ERRORS = (BenchmarkError, StrategyError, CollectError, DatasetError, DatasetNotFoundError, TaskError, SpaceError, StoreError, TableError, ModelError, TuneError, OptunaInteropError)
+USER_ERRORS = (BenchmarkError, StrategyError, CollectError, DatasetError, DatasetNotFoundError, TaskError, SpaceError, StoreError, TableError, ModelError, TuneError, OptunaInteropError, FigureError)
 
 #: The main job of ``make reproduce`` for now: the default suite and its meta-dataset.
 REPRODUCE = {"suite": "digits", "n_tasks": 48, "n_configs": 64, "epochs": 10, "seed": 0}
@@ -157,6 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("figures", help="regenerate every paper figure from a meta-dataset (and benchmark / tuning results)")
+    p.add_argument("--store", default=None, help="meta-dataset: a store or an exported folder (default: the committed digits one)")
+    p.add_argument("--out", default="figures", help="output folder (PNG and PDF per figure)")
+    p.add_argument("--benchmark", default=None, help="folder of a benchmark run (results.csv, summary.json); else run here")
+    p.add_argument("--tuning", default=None, help="folder of a tune comparison (results.csv); else run here")
+    p.add_argument("--only", default=None, help="comma-separated subset of the figures")
+    p.add_argument("--fast", action="store_true", help="smaller protocols (a quick look, not the paper numbers)")
+    p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("reproduce", help="the main job on the embedded default data (suite + meta-dataset)")
     p.add_argument("--out", default="runs", help="output folder (default runs/)")
@@ -484,7 +494,16 @@ def summary_markdown(summary) -> str:  # noqa: ANN001
     return "\n".join(lines) + "\n"
 
 
-COMMANDS = {"from-optuna": _cmd_from_optuna, "tune": _cmd_tune, "perf": _cmd_perf, "benchmark": _cmd_benchmark, "hpobench": _cmd_hpobench, "suite": _cmd_suite, "collect": _cmd_collect, "export": _cmd_export, "reproduce": _cmd_reproduce}
+def _cmd_figures(a: argparse.Namespace) -> int:
+    from .figures import make_figures
+
+    only = tuple(f.strip() for f in a.only.split(",") if f.strip()) if a.only else None
+    written = make_figures(a.store, a.out, benchmark=a.benchmark, tuning=a.tuning, fast=a.fast, only=only, seed=a.seed)
+    print(f"wrote {len(written)} figures ({2 * len(written)} files) into {a.out}")
+    return 0
+
+
+COMMANDS = {"figures": _cmd_figures, "from-optuna": _cmd_from_optuna, "tune": _cmd_tune, "perf": _cmd_perf, "benchmark": _cmd_benchmark, "hpobench": _cmd_hpobench, "suite": _cmd_suite, "collect": _cmd_collect, "export": _cmd_export, "reproduce": _cmd_reproduce}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -81,8 +81,9 @@ def draw_curves(curves: Curves, ax=None, ylabel: str = "normalized regret", log:
 
 def tuning_curves(results: pd.DataFrame, x: str = "trial", points: int = 60) -> Curves:
     """Best validation accuracy so far per strategy against trials (``x="trial"``) or wall-clock
-    seconds (``x="seconds"``, a log-spaced grid; before its first result a run holds the
-    majority-class ``baseline``, after its last it keeps its final value).
+    seconds (``x="seconds"``, a log-spaced grid). Before its first final result a run holds the
+    majority-class ``baseline`` (what one has without a trained model: successive halving's first
+    rungs do not count), after its last it keeps its final value.
 
     The line is the mean over (task, seed) runs. The band is a 95% *within-task* interval: each run
     is centred on its task's mean over all strategies before the spread is taken, so that the band
@@ -191,3 +192,356 @@ def benchmark_figures(results: pd.DataFrame, out: str | Path) -> dict[str, Path]
             paths.update(savefig(fig, name, out))
             plt.close(fig)
     return paths
+
+
+# ---------------------------------------------------------------- the task suite
+@dataclass
+class SuiteView:
+    """Example inputs of a few tasks and the distribution of meta-features over the suite.
+
+    Attributes:
+        examples: per task ``(name, inputs, labels)``: ``inputs`` ``(n, H, W)`` images or ``(n, L)``
+            signals (first channel), ``labels`` the class names of those examples.
+        kind: ``image`` or ``signal``.
+        metafeatures: task x selected meta-features.
+    """
+
+    examples: list[tuple[str, np.ndarray, list[str]]]
+    kind: str
+    metafeatures: pd.DataFrame
+
+
+#: Meta-features shown by the suite figure (those that exist in the table are used).
+SUITE_FEATURES = ("n_classes", "log_n_examples", "class_imbalance", "landmark_1nn")
+
+
+def task_suite_data(tasks, metafeatures: pd.DataFrame, per_task: int = 6,  # noqa: ANN001
+                    features: tuple[str, ...] = SUITE_FEATURES) -> SuiteView:
+    """Examples (one per class first, then in order) of each task in ``tasks`` and the chosen
+    meta-feature columns (``metafeatures`` indexed by task or with a ``task`` column)."""
+    examples = []
+    kind = "image"
+    for task in tasks:
+        X, y = task.X_train.numpy(), task.y_train.numpy()
+        first = [int(np.flatnonzero(y == c)[0]) for c in np.unique(y)]
+        rest = [i for i in range(len(y)) if i not in set(first)]
+        idx = (first + rest)[:per_task]
+        kind = task.kind
+        inputs = X[idx, 0]  # (n, H, W) or (n, L)
+        examples.append((task.name, inputs, [task.classes[int(y[i])] for i in idx]))
+    mf = metafeatures.set_index("task") if "task" in metafeatures.columns else metafeatures
+    cols = [c for c in features if c in mf.columns]
+    return SuiteView(examples, kind, mf[cols].astype(float))
+
+
+def draw_task_suite(view: SuiteView, fig=None):  # noqa: ANN001
+    """Top: a row of example inputs per task; bottom: a histogram per meta-feature. Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    rows, per = len(view.examples), max(len(e[1]) for e in view.examples)
+    n_mf = max(1, len(view.metafeatures.columns))
+    if fig is None:
+        fig = plt.figure(figsize=(SIZES["page"][0], 0.75 * rows + 1.6))
+    gs = fig.add_gridspec(rows + 1, max(per, n_mf) * n_mf, height_ratios=[1] * rows + [1.6], hspace=0.5)
+    axes = []
+    for r, (name, inputs, labels) in enumerate(view.examples):
+        width = max(per, n_mf) * n_mf // per
+        for j in range(len(inputs)):
+            ax = fig.add_subplot(gs[r, j * width:(j + 1) * width])
+            if view.kind == "image":
+                ax.imshow(inputs[j], cmap="gray_r")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_frame_on(False)
+            else:
+                ax.plot(inputs[j], lw=0.8, color="#0072B2")
+                ax.axis("off")
+            ax.set_title(labels[j], fontsize=6, pad=1)
+            ax.grid(False)
+            if j == 0:
+                ax.set_ylabel(name, fontsize=6, rotation=0, ha="right", va="center")
+            axes.append(ax)
+    width = max(per, n_mf)
+    for k, col in enumerate(view.metafeatures.columns):
+        ax = fig.add_subplot(gs[rows, k * width:(k + 1) * width])
+        v = view.metafeatures[col].dropna().to_numpy()
+        integer = np.all(np.mod(v, 1) == 0) and np.ptp(v) <= 30
+        bins = np.arange(v.min() - 0.5, v.max() + 1.5) if integer else 12
+        ax.hist(v, bins=bins, color="#56B4E9", edgecolor="white", lw=0.5)
+        ax.set_xlabel(col.replace("_", " "), fontsize=7)
+        if k == 0:
+            ax.set_ylabel("tasks")
+        axes.append(ax)
+    return axes
+
+
+# ---------------------------------------------------------------- the meta-dataset landscape
+@dataclass
+class Landscape:
+    """Tasks x configurations, and accuracy against learning rate per task.
+
+    Attributes:
+        matrix: ``(tasks, configs)`` min-max normalised objective (1 = the task's best), rows ordered
+            by the task's best learning rate, columns by mean normalised value (best first).
+        tasks, configs: the row and column labels (task names, config ids) in that order.
+        best_lr: the best learning rate of each row's task.
+        lr_curves: ``task``, ``lr`` (bin centre), ``objective`` (the best accuracy in that
+            learning-rate bin) for the accuracy-vs-learning-rate panel.
+    """
+
+    matrix: np.ndarray
+    tasks: list[str]
+    configs: list[int]
+    best_lr: np.ndarray
+    lr_curves: pd.DataFrame
+
+
+def landscape_data(trials: pd.DataFrame, lr_bins: int = 8) -> Landscape:
+    """Build the :class:`Landscape` of a tidy table with ``task``, ``config_id``, ``objective`` (and ``lr``)."""
+    t = trials[trials["objective"].notna()]
+    piv = t.pivot_table(index="task", columns="config_id", values="objective")  # (tasks, configs)
+    lo, hi = piv.min(axis=1), piv.max(axis=1)
+    norm = piv.sub(lo, axis=0).div((hi - lo).replace(0, 1), axis=0)
+    col_order = norm.mean(axis=0).sort_values(ascending=False).index
+    best = t.loc[t.groupby("task")["objective"].idxmax()].set_index("task")
+    best_lr = best["lr"].astype(float) if "lr" in best else pd.Series(0.0, index=best.index)
+    row_order = best_lr.reindex(norm.index).sort_values().index
+    curves = []
+    if "lr" in t:
+        edges = np.geomspace(t["lr"].min(), t["lr"].max() * (1 + 1e-9), lr_bins + 1)
+        centres = np.sqrt(edges[:-1] * edges[1:])
+        b = np.clip(np.searchsorted(edges, t["lr"].to_numpy(), side="right") - 1, 0, lr_bins - 1)
+        g = t.assign(bin=b).groupby(["task", "bin"])["objective"].max().reset_index()
+        curves = [{"task": r.task, "lr": centres[int(r.bin)], "objective": r.objective} for r in g.itertuples()]
+    return Landscape(norm.loc[row_order, col_order].to_numpy(), list(row_order), [int(c) for c in col_order],
+                     best_lr.reindex(row_order).to_numpy(), pd.DataFrame(curves, columns=["task", "lr", "objective"]))
+
+
+def draw_landscape(land: Landscape, axes=None, n_curves: int = 8):  # noqa: ANN001
+    """Left: heat map of normalised accuracy (tasks by best learning rate, configurations by mean
+    rank); right: best accuracy per learning-rate bin for ``n_curves`` tasks spread over that order,
+    coloured by their best learning rate. Returns both Axes."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=SIZES["page"], gridspec_kw={"width_ratios": [1.4, 1]}, layout="constrained")
+    ax = axes[0]
+    im = ax.imshow(land.matrix, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xlabel("configuration (sorted by mean normalised accuracy)")
+    ax.set_ylabel("task (sorted by best learning rate)")
+    ax.set_yticks([])
+    ax.grid(False)
+    plt.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="normalised accuracy")
+    ax = axes[1]
+    if len(land.lr_curves):
+        pick = [land.tasks[i] for i in np.unique(np.linspace(0, len(land.tasks) - 1, n_curves).round().astype(int))]
+        lrs = dict(zip(land.tasks, land.best_lr))
+        cmap, norm = plt.get_cmap("viridis"), LogNorm(vmin=min(land.best_lr), vmax=max(land.best_lr))
+        for task in pick:
+            d = land.lr_curves[land.lr_curves["task"] == task].sort_values("lr")
+            ax.plot(d["lr"], d["objective"], marker="o", ms=2, color=cmap(norm(lrs[task])), lw=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("best accuracy in bin")
+        sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
+        plt.colorbar(sm, ax=ax, fraction=0.046, pad=0.02, label="task's best learning rate")
+    return axes
+
+
+# ---------------------------------------------------------------- meta-training of the surrogates
+@dataclass
+class MetaTrainingCurves:
+    """Per surrogate: ``train`` and (if held out) ``val`` loss per epoch."""
+
+    curves: dict[str, dict[str, np.ndarray]]
+
+
+def meta_training_data(strategies) -> MetaTrainingCurves:  # noqa: ANN001
+    """Loss curves of fitted surrogates (a mapping name -> strategy with ``history`` and ``val_history``)."""
+    out = {}
+    for name, s in strategies.items():
+        if not getattr(s, "history", None):
+            raise ValueError(f"meta_training_data: strategy '{name}' has no training history (fit it first)")
+        out[name] = {"train": np.asarray(s.history, float)}
+        if getattr(s, "val_history", None):
+            out[name]["val"] = np.asarray(s.val_history, float)
+    return MetaTrainingCurves(out)
+
+
+def draw_meta_training(data: MetaTrainingCurves, ax=None):  # noqa: ANN001
+    """Training (solid) and held-out (dashed) loss per epoch of each surrogate; returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=SIZES["column"])
+    for name, c in data.curves.items():
+        color = style(name)["color"]
+        ax.plot(np.arange(1, len(c["train"]) + 1), c["train"], color=color, ls="-", label=f"{name} train")
+        if "val" in c:
+            ax.plot(np.arange(1, len(c["val"]) + 1), c["val"], color=color, ls="--", label=f"{name} held-out")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (standardised values)")
+    ax.legend()
+    return ax
+
+
+# ---------------------------------------------------------------- equivalent random trials
+def equivalent_trials_data(summary: dict) -> pd.DataFrame:
+    """Long table ``strategy``, ``k``, ``ert`` from a benchmark ``summary.json``."""
+    rows = [{"strategy": s, "k": int(k), "ert": float(v)} for s, d in summary["strategies"].items()
+            for k, v in d["equivalent_random_trials"].items()]
+    return pd.DataFrame(rows)
+
+
+def draw_equivalent_trials(df: pd.DataFrame, ax=None):  # noqa: ANN001
+    """Equivalent random trials against trials per strategy (log-log; the diagonal is random search)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=SIZES["column"])
+    for s, d in df.groupby("strategy", sort=False):
+        st = style(s)
+        ax.plot(d["k"], d["ert"], marker="o", ms=3, color=st["color"], ls=st["ls"], label=s)
+    from matplotlib.ticker import FormatStrFormatter
+
+    ks = np.sort(df["k"].unique())
+    ax.plot(ks, ks, color="black", lw=0.6, ls=":", label="= random")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.set_xlabel("trials of the strategy")
+    ax.set_ylabel("equivalent random trials")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 if df["strategy"].nunique() <= 8 else 2)
+    return ax
+
+
+# ---------------------------------------------------------------- interpretability
+def draw_importance(per_task: pd.DataFrame, ax=None):  # noqa: ANN001
+    """Per-task importance (dots) and its mean with a 95% interval (bar) per hyperparameter, most
+    important first. ``per_task``: tasks x hyperparameters. Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=SIZES["column"])
+    order = per_task.mean().sort_values(ascending=True).index  # bottom to top
+    rng = np.random.default_rng(0)
+    for i, hp in enumerate(order):
+        v = per_task[hp].dropna().to_numpy()
+        m, half = v.mean(), 1.96 * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
+        ax.barh(i, m, xerr=half, color="#56B4E9", alpha=0.8, height=0.6, error_kw={"lw": 0.8})
+        ax.scatter(v, i + 0.18 * rng.uniform(-1, 1, len(v)), s=3, color="#333333", alpha=0.5, lw=0)
+    ax.set_yticks(range(len(order)))
+    ax.set_yticklabels(order)
+    ax.set_xlabel("importance (share of variance)")
+    return ax
+
+
+def draw_importance_vs_metafeatures(corr: pd.DataFrame, ax=None):  # noqa: ANN001
+    """Heat map of Spearman rho (hyperparameter importance vs meta-feature over tasks), with * where
+    p < 0.05. ``corr``: long table ``hyperparameter``, ``meta_feature``, ``rho``, ``p_value``."""
+    import matplotlib.pyplot as plt
+
+    piv = corr.pivot(index="hyperparameter", columns="meta_feature", values="rho")
+    pv = corr.pivot(index="hyperparameter", columns="meta_feature", values="p_value").reindex_like(piv)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(SIZES["page"][0], 0.3 * len(piv) + 1.2))
+    im = ax.imshow(piv.to_numpy(float), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+    ax.set_xticks(range(piv.shape[1]))
+    ax.set_xticklabels([c.replace("_", " ") for c in piv.columns], rotation=45, ha="right")
+    ax.set_yticks(range(piv.shape[0]))
+    ax.set_yticklabels(piv.index)
+    ax.grid(False)
+    for i in range(piv.shape[0]):
+        for j in range(piv.shape[1]):
+            if pv.iat[i, j] < 0.05:
+                ax.text(j, i, "*", ha="center", va="center", fontsize=8)
+    plt.colorbar(im, ax=ax, fraction=0.03, pad=0.02, label="Spearman rho")
+    return ax
+
+
+def draw_task_similarity(df: pd.DataFrame, axes=None, color_by: str = "best_lr"):  # noqa: ANN001
+    """Tasks in 2-D from meta-features (and from the ``mtl`` head weights when present), coloured
+    by ``color_by`` (a numeric column, e.g. ``best_lr``, or a categorical one, e.g. ``base``)."""
+    import matplotlib.pyplot as plt
+
+    panels = [("x_mf", "y_mf", "from meta-features")]
+    if "x_head" in df:
+        panels.append(("x_head", "y_head", "from mtl task heads"))
+    if axes is None:
+        _, axes = plt.subplots(1, len(panels), figsize=SIZES["page"] if len(panels) > 1 else SIZES["column"])
+    axes = np.atleast_1d(axes)
+    numeric = pd.api.types.is_numeric_dtype(df[color_by])
+    for ax, (x, y, title) in zip(axes, panels):
+        if numeric:
+            sc = ax.scatter(df[x], df[y], c=df[color_by], cmap="viridis", s=14, lw=0)
+        else:
+            for i, (v, d) in enumerate(df.groupby(color_by)):
+                ax.scatter(d[x], d[y], s=14, lw=0, color=_OKABE_ITO[i % len(_OKABE_ITO)], label=str(v))
+            ax.legend(title=color_by)
+        ax.set_title(title)
+        ax.set_xlabel("component 1")
+        ax.set_ylabel("component 2")
+    if numeric:
+        plt.colorbar(sc, ax=list(axes), fraction=0.03, pad=0.02, label=color_by.replace("_", " "))
+    return axes
+
+
+def draw_partial_dependence(pdp, ax=None, max_ice: int = 30):  # noqa: ANN001
+    """A :class:`~metahpo_utils.interpret.PartialDependence`: 1-D as the PD line over thin ICE curves,
+    2-D as a filled contour (categoricals as their choices). Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=SIZES["column"])
+    if len(pdp.params) == 1:
+        x = np.arange(len(pdp.values[0])) if pdp.categorical[0] else pdp.values[0]
+        if pdp.ice is not None:
+            for curve in pdp.ice[:max_ice]:
+                ax.plot(x, curve, color="#7f7f7f", lw=0.4, alpha=0.35)
+        ax.plot(x, pdp.pd, color="#D55E00", lw=1.8, label="partial dependence")
+        _param_axis(ax.xaxis, ax.set_xscale, pdp, 0)
+        ax.set_xlabel(pdp.params[0])
+        ax.set_ylabel("predicted value (standardised)")
+        return ax
+    xs = [np.arange(len(v)) if c else v for v, c in zip(pdp.values, pdp.categorical)]
+    cs = ax.contourf(xs[0], xs[1], pdp.pd.T, levels=14, cmap="viridis")  # pd: (g_1, g_2), rows = first param
+    plt.colorbar(cs, ax=ax, fraction=0.046, pad=0.02, label="predicted value")
+    _param_axis(ax.xaxis, ax.set_xscale, pdp, 0)
+    _param_axis(ax.yaxis, ax.set_yscale, pdp, 1)
+    ax.set_xlabel(pdp.params[0])
+    ax.set_ylabel(pdp.params[1])
+    ax.grid(False)
+    return ax
+
+
+def _param_axis(axis, set_scale, pdp, i: int) -> None:  # noqa: ANN001
+    if pdp.categorical[i]:
+        axis.set_ticks(range(len(pdp.values[i])))
+        axis.set_ticklabels([str(v) for v in pdp.values[i]])
+    elif pdp.log[i]:
+        set_scale("log")
+
+
+def draw_mapping(md, ax=None):  # noqa: ANN001
+    """A :class:`~metahpo_utils.interpret.MappingData`: each meta-train task's best value of the
+    hyperparameter against its meta-feature (dots), and the fitted ``mapping`` strategy's prediction
+    along the meta-feature (line). Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=SIZES["column"])
+    obs = md.observed
+    sc = ax.scatter(obs["feature"], obs["best"], c=obs["best_objective"], cmap="viridis", s=14, lw=0,
+                    label="observed best per task")
+    pred = md.predicted.sort_values("feature")
+    ax.plot(pred["feature"], pred["best"], color="#D55E00", lw=1.8, label="mapping prediction")
+    if md.log:
+        ax.set_yscale("log")
+    ax.set_xlabel(md.feature.replace("_", " "))
+    ax.set_ylabel(f"best {md.hyperparameter}")
+    plt.colorbar(sc, ax=ax, fraction=0.046, pad=0.02, label="best accuracy")
+    ax.legend(loc="best")
+    return ax

@@ -36,6 +36,16 @@ def _standardize(y: np.ndarray) -> np.ndarray:
     return (y - y.mean()) / (s if s > 0 else 1.0)
 
 
+def _holdout_rows(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Training and held-out row indices (a seeded random ``fraction`` held out; none when 0)."""
+    if not 0.0 <= fraction < 1.0:
+        raise StrategyError(f"holdout must be in [0, 1) (got {fraction})")
+    if fraction == 0.0:
+        return torch.arange(n), None
+    held = np.random.default_rng(seed + 1).random(n) < fraction
+    return torch.as_tensor(np.flatnonzero(~held)), torch.as_tensor(np.flatnonzero(held))
+
+
 def _task_rows(meta: MetaData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stacked meta-train rows: encoded x ``(N, d)``, per-task standardised value ``(N,)``, task id ``(N,)``."""
     X = np.concatenate(meta.X)
@@ -96,13 +106,16 @@ class MtlStrategy(Strategy):
     meta_learned = True
 
     def __init__(self, hidden: int = 32, epochs: int = 600, lr: float = 3e-3, noise: float = 0.1,
-                 acquisition: str = "ei", seed: int = 0):
+                 acquisition: str = "ei", seed: int = 0, holdout: float = 0.0):
         super().__init__()
         self.hidden, self.epochs, self.lr, self.noise, self.acquisition, self.seed = hidden, epochs, lr, noise, acquisition, seed
+        self.holdout = holdout
         self.history: list[float] = []
+        self.val_history: list[float] = []
 
     def _fit(self) -> None:
         X, z, tid = _task_rows(self.meta)
+        train, val = _holdout_rows(len(z), self.holdout, self.seed)
         torch.manual_seed(self.seed)
         T = self.meta.n_tasks
         self.phi = _Phi(X.shape[1], self.hidden)
@@ -110,22 +123,32 @@ class MtlStrategy(Strategy):
         b = nn.Parameter(torch.zeros(T))
         Xt, zt, tt = (torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(z, dtype=torch.float32),
                       torch.as_tensor(tid))
-        counts = torch.bincount(tt, minlength=T).float()
+
+        def l_mtl(rows: torch.Tensor) -> torch.Tensor:
+            """L_MTL = sum over tasks of each task's mean squared error (on ``rows``)."""
+            tr = tt[rows]
+            pred = (self.phi(Xt[rows]) * W[tr]).sum(1) + b[tr]
+            counts = torch.bincount(tr, minlength=T).float().clamp(min=1)
+            return (torch.zeros(T).index_add_(0, tr, (pred - zt[rows]) ** 2) / counts).sum()
+
         opt = torch.optim.Adam([*self.phi.parameters(), W, b], lr=self.lr)
+        self.history, self.val_history = [], []
         for _ in range(self.epochs):
-            pred = (self.phi(Xt) * W[tt]).sum(1) + b[tt]
-            # L_MTL = sum over tasks of each task's mean squared error
-            loss = (torch.zeros(T).index_add_(0, tt, (pred - zt) ** 2) / counts).sum()
+            loss = l_mtl(train)
             opt.zero_grad()
             loss.backward()
             opt.step()
             self.history.append(loss.item() / T)
+            if val is not None:
+                with torch.no_grad():
+                    self.val_history.append(l_mtl(val).item() / T)
         self.heads = torch.cat([W, b[:, None]], 1).detach().numpy().astype(float)  # (T, h+1)
         self.phi.eval()
 
     def _extra_state(self) -> dict[str, Any]:
         return {**{f"phi.{k}": v for k, v in self.phi.state_dict().items()},
-                "heads": torch.as_tensor(self.heads), "history": torch.tensor(self.history, dtype=torch.float64)}
+                "heads": torch.as_tensor(self.heads), "history": torch.tensor(self.history, dtype=torch.float64),
+                "val_history": torch.tensor(self.val_history, dtype=torch.float64)}
 
     def _restore(self, state: Mapping[str, Any]) -> None:
         """Trained weights come back as saved (no retraining)."""
@@ -137,6 +160,7 @@ class MtlStrategy(Strategy):
         if self.heads.shape != (self.meta.n_tasks, self.hidden + 1):
             raise StrategyError(f"mtl: saved heads {tuple(self.heads.shape)} do not fit {self.meta.n_tasks} tasks")
         self.history = state["history"].tolist()
+        self.val_history = state["val_history"].tolist() if "val_history" in state else []
 
     def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
         meta = self._require_fit(space)
@@ -251,11 +275,13 @@ class TransferStrategy(Strategy):
     meta_learned = True
 
     def __init__(self, K: int = 5, hidden: int = 32, epochs: int = 400, lr: float = 3e-3, finetune_steps: int = 30,
-                 finetune_lr: float = 3e-3, anchor: float = 1e-3, seed: int = 0):
+                 finetune_lr: float = 3e-3, anchor: float = 1e-3, seed: int = 0, holdout: float = 0.0):
         super().__init__()
         self.K, self.hidden, self.epochs, self.lr = K, hidden, epochs, lr
         self.finetune_steps, self.finetune_lr, self.anchor, self.seed = finetune_steps, finetune_lr, anchor, seed
+        self.holdout = holdout
         self.history: list[float] = []
+        self.val_history: list[float] = []
 
     def _fit(self) -> None:
         meta = self.meta
@@ -270,19 +296,27 @@ class TransferStrategy(Strategy):
         masks = np.stack([np.isin(tid, rng.choice(meta.n_tasks, meta.n_tasks, replace=True)) for _ in range(self.K)])
         Xt = torch.as_tensor(X, dtype=torch.float32).unsqueeze(0).expand(self.K, -1, -1)
         zt = torch.as_tensor(z, dtype=torch.float32)
+        train, val = _holdout_rows(len(z), self.holdout, self.seed)
+        if val is not None:  # held-out rows leave every member's training set
+            masks[:, val.numpy()] = False
         mt = torch.as_tensor(masks, dtype=torch.float32)  # (K, N)
         opt = torch.optim.Adam(net.parameters(), lr=self.lr)
+        self.history, self.val_history = [], []
         for _ in range(self.epochs):
             loss = (((net(Xt) - zt) ** 2) * mt).sum() / mt.sum()
             opt.zero_grad()
             loss.backward()
             opt.step()
             self.history.append(loss.item())
+            if val is not None:
+                with torch.no_grad():  # the ensemble mean on held-out rows
+                    self.val_history.append(((net(Xt[:, val]).mean(0) - zt[val]) ** 2).mean().item())
         self.pretrained = {k: v.detach().clone() for k, v in net.state_dict().items()}
 
     def _extra_state(self) -> dict[str, Any]:
         return {**{f"pretrained.{k}": v for k, v in self.pretrained.items()},
-                "history": torch.tensor(self.history, dtype=torch.float64)}
+                "history": torch.tensor(self.history, dtype=torch.float64),
+                "val_history": torch.tensor(self.val_history, dtype=torch.float64)}
 
     def _restore(self, state: Mapping[str, Any]) -> None:
         """Trained weights come back as saved (no retraining); shapes are checked against a fresh net."""
@@ -295,6 +329,7 @@ class TransferStrategy(Strategy):
             raise StrategyError("transfer: saved ensemble weights do not fit the saved settings")
         self.pretrained = got
         self.history = state["history"].tolist()
+        self.val_history = state["val_history"].tolist() if "val_history" in state else []
 
     def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
         meta = self._require_fit(space)
