@@ -257,8 +257,8 @@ def _fig_partial_dependence(tables, fitted, surrogate_kw, **_):  # noqa: ANN001,
     one = [n for n in ("lr", "weight_decay", "dropout") if n in names] or names[:3]
     fig, axes = plt.subplots(1, len(one) + 1, figsize=(P.SIZES["page"][0], 2.4), layout="constrained")
     bg = mtl.meta.pool
-    for ax, name in zip(axes, one):
-        P.draw_partial_dependence(partial_dependence(predict, tables.space, name, bg), ax)
+    for i, (ax, name) in enumerate(zip(axes, one)):
+        P.draw_partial_dependence(partial_dependence(predict, tables.space, name, bg), ax, ylabel=i == 0)
     pair = tuple(one[:2]) if len(one) >= 2 else tuple(names[:2])
     P.draw_partial_dependence(partial_dependence(predict, tables.space, pair, bg, ice=False), axes[-1])
     return fig
@@ -278,7 +278,8 @@ def _fig_mapping(tables, fitted, log, **_):  # noqa: ANN001, ANN202
     if not pairs:
         log("figure mapping: skipped (needs meta-features log_examples_per_class / landmark_1nn and lr / weight_decay)")
         return None
-    fig, axes = plt.subplots(1, len(pairs), figsize=P.SIZES["page"] if len(pairs) > 1 else P.SIZES["column"])
+    fig, axes = plt.subplots(1, len(pairs), figsize=P.SIZES["page"] if len(pairs) > 1 else P.SIZES["column"],
+                             layout="constrained")
     for ax, (f, h) in zip(np.atleast_1d(axes), pairs):
         P.draw_mapping(mapping_data(strategy, tables, f, h), ax)
     return fig

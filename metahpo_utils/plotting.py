@@ -485,11 +485,12 @@ def draw_task_similarity(df: pd.DataFrame, axes=None, color_by: str = "best_lr")
         ax.set_xlabel("component 1")
         ax.set_ylabel("component 2")
     if numeric:
-        plt.colorbar(sc, ax=list(axes), fraction=0.03, pad=0.02, label=color_by.replace("_", " "))
+        label = "best learning rate (log10)" if color_by == "best_lr" else color_by.replace("_", " ")
+        plt.colorbar(sc, ax=list(axes), fraction=0.03, pad=0.02, label=label)
     return axes
 
 
-def draw_partial_dependence(pdp, ax=None, max_ice: int = 30):  # noqa: ANN001
+def draw_partial_dependence(pdp, ax=None, max_ice: int = 30, ylabel: bool = True):  # noqa: ANN001
     """A :class:`~metahpo_utils.interpret.PartialDependence`: 1-D as the PD line over thin ICE curves,
     2-D as a filled contour (categoricals as their choices). Returns the Axes."""
     import matplotlib.pyplot as plt
@@ -504,7 +505,7 @@ def draw_partial_dependence(pdp, ax=None, max_ice: int = 30):  # noqa: ANN001
         ax.plot(x, pdp.pd, color="#D55E00", lw=1.8, label="partial dependence")
         _param_axis(ax.xaxis, ax.set_xscale, pdp, 0)
         ax.set_xlabel(pdp.params[0])
-        ax.set_ylabel("predicted value (standardised)")
+        ax.set_ylabel("predicted value (standardised)" if ylabel else "")
         return ax
     xs = [np.arange(len(v)) if c else v for v, c in zip(pdp.values, pdp.categorical)]
     cs = ax.contourf(xs[0], xs[1], pdp.pd.T, levels=14, cmap="viridis")  # pd: (g_1, g_2), rows = first param
