@@ -9,6 +9,15 @@ from conftest import ROOT
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 TIMEOUT_S = 600  # per notebook; FAST runs take well under a minute
+#: Figures each notebook writes through savefig (into OUT, relative to the kernel's folder).
+FIGURES = {
+    "02_meta_training": ["02_meta_training"],
+    "03_new_task_tuning": ["03_new_task_tuning", "03_replay_benchmark"],
+    "04_interpretability": ["04_importance", "04_importance_vs_metafeatures", "04_partial_dependence", "04_mapping",
+                            "04_task_similarity"],
+}
+#: Notebooks that show ipywidgets (and how many widget views at least).
+WIDGETS = {"04_interpretability": 4}
 
 
 def test_there_are_notebooks():
@@ -35,3 +44,8 @@ def test_runs_top_to_bottom(path, tmp_path):
     assert not errors
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert len(outputs) >= 5  # it showed its tables and prints
+    for name in FIGURES.get(path.stem, []):
+        for ext in ("png", "pdf"):
+            assert (tmp_path / "figures" / "notebooks" / f"{name}.{ext}").stat().st_size > 0, f"{name}.{ext}"
+    views = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(views) >= WIDGETS.get(path.stem, 0)
