@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-# Main job on the embedded default data: build the default suite, collect its meta-dataset.
+# Main job on the embedded default data: suite, meta-dataset, benchmark, real-training comparison,
+# every figure and figures/summary.md (each step resumes or reuses an identical earlier run in runs/).
 reproduce: $(STAMP)
 	$(PY) -m metahpo_utils reproduce
 

@@ -15,7 +15,7 @@ from .benchmark import BenchmarkError
 from .data.datasets import DatasetError
 from .data.tasks import SPLITS, SUITES, TaskError, build_suite
 from .data.torchvision_sets import DatasetNotFoundError
-from .metadataset import EXPORT_FORMATS, GROUP_BY, TRAINERS, CollectError, StoreError, TableError, best_config_summary, collect, export_tables, load_exported
+from .metadataset import EXPORT_FORMATS, GROUP_BY, TRAINERS, CollectError, StoreError, TableError, collect, export_tables
 from .models import FAMILIES, ModelError
 from .space import SpaceError, default_space, load_space
 from .strategies import StrategyError
@@ -25,8 +25,6 @@ from .tuning import TuneError
 
 USER_ERRORS = (BenchmarkError, StrategyError, CollectError, DatasetError, DatasetNotFoundError, TaskError, SpaceError, StoreError, TableError, ModelError, TuneError, OptunaInteropError, FigureError)
 
-#: The main job of ``make reproduce`` for now: the default suite and its meta-dataset.
-REPRODUCE = {"suite": "digits", "n_tasks": 48, "n_configs": 64, "epochs": 10, "seed": 0}
 
 
 def _ways(text: str) -> int | tuple[int, int]:
@@ -171,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="the main job on the embedded default data (suite + meta-dataset)")
     p.add_argument("--out", default="runs", help="output folder (default runs/)")
     p.add_argument("--workers", type=_positive, default=2, help="Dask worker processes")
+    p.add_argument("--figures", default="figures", help="where the figures and summary.md go (default figures/)")
     return parser
 
 
@@ -245,31 +244,11 @@ def _cmd_from_optuna(a: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(a: argparse.Namespace) -> int:
-    out = Path(a.out)
-    r = REPRODUCE
-    store = out / f"{r['suite']}.sqlite"
-    # the sequential trainer: the committed default meta-dataset and every figure built on it come from
-    # it, and the population trainer matches it only up to float rounding (a few unstable runs differ)
-    rep = collect(r["suite"], n_tasks=r["n_tasks"], n_configs=r["n_configs"], epochs=r["epochs"], store=store,
-                  seed=r["seed"], workers=a.workers, trainer="sequential")
-    _print_report(rep)
-    paths = export_tables(store, out / r["suite"], "csv")
-    print(f"meta-dataset store: {store}")
-    for name, path in paths.items():
-        print(f"tidy table {name}: {path}")
-    tables = load_exported(out / r["suite"])
-    best = best_config_summary(tables.trials, tables.provenance)
-    statuses = tables.trials["status"].value_counts().to_dict()
-    summary = out / r["suite"] / "collection.json"
-    summary.write_text(json.dumps({"suite": r["suite"], "n_tasks": rep.n_tasks, "n_configs": rep.n_configs,
-                                   "epochs": r["epochs"], "trials": rep.trials_total, "ran_now": rep.trials_run,
-                                   "wall_s_now": round(rep.wall_s, 1), "workers": a.workers, "statuses": statuses,
-                                   "sum_trial_cost_s": round(float(tables.trials["cost_s"].sum()), 1),
-                                   "best_config_spread": best}, indent=2))
-    print("how the best configuration moves across tasks:")
-    for k, v in best.items():
-        print(f"  {k}: {v}")
-    print(f"summary: {summary}")
+    from .reproduce import main_job
+
+    res = main_job(a.out, a.figures, workers=a.workers)
+    print("wall time: " + ", ".join(f"{k} {v:.0f}" for k, v in res["times"].items()))
+    print(f"summary: {res['summary']}")
     return 0
 
 
@@ -426,7 +405,7 @@ def _cmd_tune(a: argparse.Namespace) -> int:
     from .benchmark import check_strategies
     from .plotting import new_task_tuning_figure
     from .strategies.persist import load_strategy, save_strategy
-    from .tuning import SH_SUFFIX, compare_tuning, comparison_summary, fit_strategy, load_metadataset, tune
+    from .tuning import SH_SUFFIX, compare_tuning, comparison_markdown, comparison_summary, fit_strategy, load_metadataset, tune
 
     names = [s.strip() for s in a.strategy.split(",") if s.strip()]
     check_strategies([n[:-len(SH_SUFFIX)] if n.endswith(SH_SUFFIX) else n for n in names], "--strategy")
@@ -446,7 +425,7 @@ def _cmd_tune(a: argparse.Namespace) -> int:
         results.to_csv(out / "results.csv", index=False)
         summary = comparison_summary(results)
         summary.to_csv(out / "summary.csv", index=False)
-        (out / "summary.md").write_text(summary_markdown(summary))
+        (out / "summary.md").write_text(comparison_markdown(summary))
         paths = new_task_tuning_figure(results, out)
         print(summary.round(4).to_string(index=False))
         for p in [out / "results.csv", out / "summary.csv", out / "summary.md", *paths.values()]:
@@ -481,17 +460,6 @@ def _cmd_tune(a: argparse.Namespace) -> int:
         if (out / p).exists():
             print(f"wrote {out / p}")
     return 0
-
-
-def summary_markdown(summary) -> str:  # noqa: ANN001
-    """A comparison summary as a Markdown table (NaN: no full-fidelity result yet)."""
-    cols = list(summary.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, r in summary.iterrows():
-        cells = [f"`{r[c]}`" if c == "strategy" else ("—" if r[c] != r[c] else f"{r[c]:.4f}" if c != "wall_s" else f"{r[c]:.1f}")
-                 for c in cols]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def _cmd_figures(a: argparse.Namespace) -> int:

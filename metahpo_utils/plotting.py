@@ -172,7 +172,8 @@ def savefig(fig, name: str, folder: str | Path = "figures") -> dict[str, Path]: 
     paths = {}
     for ext in ("png", "pdf"):
         paths[f"{name}_{ext}"] = folder / f"{name}.{ext}"
-        fig.savefig(paths[f"{name}_{ext}"])
+        # no creation date in the PDF: the same data give the same bytes
+        fig.savefig(paths[f"{name}_{ext}"], metadata={"CreationDate": None} if ext == "pdf" else None)
     return paths
 
 

@@ -487,3 +487,14 @@ def _best_at(run: pd.DataFrame, t: float) -> float:
     if len(done):
         return float(done.iloc[-1])
     return float(run["baseline"].iloc[0]) if "baseline" in run else math.nan
+
+
+def comparison_markdown(summary: pd.DataFrame) -> str:
+    """A comparison summary as a Markdown table (NaN: no full-fidelity result yet)."""
+    cols = list(summary.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in summary.iterrows():
+        cells = [f"`{r[c]}`" if c == "strategy" else ("—" if r[c] != r[c] else f"{r[c]:.4f}" if c != "wall_s" else f"{r[c]:.1f}")
+                 for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from metahpo_utils.cli import REPRODUCE
+from metahpo_utils.reproduce import REPRODUCE
 from metahpo_utils.metadataset import RESOURCES, best_config_summary, default_metadataset, recompute_trial
 
 
