@@ -30,7 +30,7 @@ from .metadataset import MetaDatasetStore, MetaTables, default_metadataset, load
 from .models import build_model
 from .space import SearchSpace
 from .strategies import Strategy, make_strategy
-from .training import Trainer, TrialResult, majority_accuracy, resolve_device
+from .training import Trainer, TrialResult, majority_accuracy, resolve_device, train_config
 
 #: How successive halving is asked for.
 MULTI_FIDELITY = (None, "sh")
@@ -423,11 +423,12 @@ def compare_tuning(tasks: Sequence[Any], strategies: Sequence[str] = ("adaptive-
                    device=device, multi_fidelity="sh" if label.endswith(SH_SUFFIX) else None)
         h = res.history.sort_values("elapsed_s")  # successive halving finishes trials out of order
         best = best_so_far(h, res.extra["epochs"])
-        for i, (_, r) in enumerate(h.iterrows()):
+        best_test = _test_of_best(h, res.extra["epochs"])
+        for i, r in enumerate(h.to_dict("records")):
             rows.append({"strategy": label, "task": task.name, "seed": seed, "trial": i + 1,
                          "objective": r["objective"], "test_objective": r["test_objective"], "status": r["status"],
                          "epochs": r["epochs"], "best_so_far": best.iloc[i], "elapsed_s": r["elapsed_s"],
-                         "cost_s": r["cost_s"], "baseline": res.extra["baseline"], "best_test_objective": _test_of_best(h.iloc[:i + 1], res.extra["epochs"])})
+                         "cost_s": r["cost_s"], "baseline": res.extra["baseline"], "best_test_objective": best_test[i]})
         if bar is not None:
             bar.update()
     if bar is not None:
@@ -446,16 +447,20 @@ def _full(h: pd.DataFrame, epochs: int) -> pd.Series:
     return (h["epochs"] >= epochs) | (h["status"] != "ok")
 
 
-def _test_of_best(h: pd.DataFrame, epochs: int) -> float:
-    """Test accuracy of the configuration with the best final validation accuracy so far."""
-    full = h[_full(h, epochs)]
-    return float(full.loc[full["objective"].idxmax(), "test_objective"]) if len(full) else math.nan
+def _test_of_best(h: pd.DataFrame, epochs: int) -> list[float]:
+    """Per row of a history in time order: the test accuracy of the configuration with the best final
+    validation accuracy so far (the first of equals; NaN before the first final result)."""
+    out, best, test = [], -math.inf, math.nan
+    for obj, tst, full in zip(h["objective"], h["test_objective"], _full(h, epochs)):
+        if full and obj > best:
+            best, test = obj, float(tst)
+        out.append(test)
+    return out
 
 
 def _warm_up(task: Task, tables: MetaTables, device: str | None) -> None:
     """One untimed training first, so the first timed run does not pay torch's start-up."""
-    loop = _Loop(task, tables.space, None, 1, 0, tables.meta.get("family", "mlp"), resolve_device(device), 1, None, None)
-    loop.trainer(tables.space.design(1, seed=0)[0]).run(1).result()
+    train_config(task, tables.space.design(1, seed=0)[0], epochs=1, family=tables.meta.get("family", "mlp"), device=device)
 
 
 def comparison_summary(results: pd.DataFrame, seconds: Sequence[float] | None = None) -> pd.DataFrame:

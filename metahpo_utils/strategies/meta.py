@@ -70,6 +70,8 @@ class _AdaptiveSession(Session):
         self.meta, self.prior, self.temperature, self.switch, self.utility = meta, prior, temperature, switch, utility
         # value of every candidate (or pool configuration) on every meta-train task: (T, n)
         self.V = meta.values_matrix(self.cand_X if self.candidates is not None else meta.pool, utility)
+        # continuous mode: the configuration key of each pool entry, so none is proposed twice
+        self.pool_keys = None if self.candidates is not None else [self._config_key(space.decode(x)) for x in meta.pool]
 
     def _propose(self) -> np.ndarray:
         X, y = self.observed()
@@ -83,7 +85,7 @@ class _AdaptiveSession(Session):
             idx = np.flatnonzero(self.open)
             j = greedy_portfolio(self.V[:, idx], 1, w, start)[0]
             return self._pick(idx[j])
-        fresh = np.flatnonzero([self.is_new(x) for x in self.meta.pool])  # continuous mode: never a pool entry twice
+        fresh = np.flatnonzero([k not in self._used for k in self.pool_keys])
         if not len(fresh):
             return self.rng.random(self.space.dim)
         j = greedy_portfolio(self.V[:, fresh], 1, w, start)[0]

@@ -124,24 +124,29 @@ class MtlStrategy(Strategy):
         Xt, zt, tt = (torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(z, dtype=torch.float32),
                       torch.as_tensor(tid))
 
-        def l_mtl(rows: torch.Tensor) -> torch.Tensor:
-            """L_MTL = sum over tasks of each task's mean squared error (on ``rows``)."""
+        def counts(rows: torch.Tensor) -> torch.Tensor:
+            return torch.bincount(tt[rows], minlength=T).float().clamp(min=1)
+
+        def l_mtl(rows: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+            """L_MTL = sum over tasks of each task's mean squared error (on ``rows``; ``n`` rows per task)."""
             tr = tt[rows]
             pred = (self.phi(Xt[rows]) * W[tr]).sum(1) + b[tr]
-            counts = torch.bincount(tr, minlength=T).float().clamp(min=1)
-            return (torch.zeros(T).index_add_(0, tr, (pred - zt[rows]) ** 2) / counts).sum()
+            return (torch.zeros(T).index_add_(0, tr, (pred - zt[rows]) ** 2) / n).sum()
+
+        n_train = counts(train)
+        n_val = None if val is None else counts(val)
 
         opt = torch.optim.Adam([*self.phi.parameters(), W, b], lr=self.lr)
         self.history, self.val_history = [], []
         for _ in range(self.epochs):
-            loss = l_mtl(train)
+            loss = l_mtl(train, n_train)
             opt.zero_grad()
             loss.backward()
             opt.step()
             self.history.append(loss.item() / T)
             if val is not None:
                 with torch.no_grad():
-                    self.val_history.append(l_mtl(val).item() / T)
+                    self.val_history.append(l_mtl(val, n_val).item() / T)
         self.heads = torch.cat([W, b[:, None]], 1).detach().numpy().astype(float)  # (T, h+1)
         self.phi.eval()
 
