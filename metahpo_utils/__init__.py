@@ -6,9 +6,18 @@ stays light): ``tune``, ``compare_tuning``, ``MetaLearnedSampler``, ``from_optun
 """
 from __future__ import annotations
 
+import os
+import platform
 from typing import Any
 
 __version__ = "0.1.0"
+
+# Same numbers on every x86 machine: torch picks its vectorised CPU kernels (AVX2 or AVX-512) by
+# the processor, and the two sum floats in different orders, which sends unstable trainings (high
+# learning rates) elsewhere. metahpo pins AVX2 unless the caller chose (ATEN_CPU_CAPABILITY) or opts
+# out (METAHPO_NATIVE_KERNELS=1). torch reads the variable when it first runs an operation.
+if platform.machine().lower() in ("x86_64", "amd64") and os.environ.get("METAHPO_NATIVE_KERNELS") != "1":
+    os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
 
 _LAZY = {
     "tune": "tuning", "compare_tuning": "tuning", "TuneResult": "tuning",

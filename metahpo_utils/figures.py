@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import plotting as P
+from .errors import MetahpoError
 from .tuning import fit_strategy, load_metadataset
 
 #: The figure set, in the order it is made.
@@ -27,7 +28,7 @@ FIGURES = ("task_suite", "metadataset_landscape", "meta_training", "regret_curve
 BENCHMARK_STRATEGIES = ("random", "tpe", "portfolio", "adaptive-portfolio", "knn", "mtl", "transfer", "mapping")
 
 
-class FigureError(ValueError):
+class FigureError(MetahpoError, ValueError):
     """Bad input to :func:`make_figures`."""
 
 
@@ -68,10 +69,7 @@ def make_figures(meta: Any = None, out: str | Path = "figures", benchmark: str |
     Returns:
         Figure name -> the files written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # the caller's backend stays (figures are saved and closed, never shown)
 
     unknown = sorted(set(only or ()) - set(FIGURES))
     if unknown:
@@ -147,7 +145,7 @@ def _benchmark(tables, cache, benchmark, fast, log, out, **_) -> tuple[pd.DataFr
     if benchmark is not None:
         folder = Path(benchmark)
         if not (folder / "results.csv").exists() or not (folder / "summary.json").exists():
-            raise FigureError(f"figures: --benchmark {folder} lacks results.csv or summary.json")
+            raise FigureError(f"figures: benchmark={folder} lacks results.csv or summary.json")
         cache["benchmark"] = (pd.read_csv(folder / "results.csv"), json.loads((folder / "summary.json").read_text()))
         return cache["benchmark"]
     from .benchmark import prepare, run_benchmark
@@ -166,18 +164,18 @@ def _benchmark(tables, cache, benchmark, fast, log, out, **_) -> tuple[pd.DataFr
 
 
 def _fig_regret_curves(tables, **kw):  # noqa: ANN001, ANN202
-    return _curves_figure(_benchmark(tables, **kw)[0], "normalized_regret", "normalized regret", True)
+    return _curves_figure(*_benchmark(tables, **kw), "normalized_regret", "normalized regret", True)
 
 
 def _fig_rank_curves(tables, **kw):  # noqa: ANN001, ANN202
-    return _curves_figure(_benchmark(tables, **kw)[0], "rank", "average rank", False)
+    return _curves_figure(*_benchmark(tables, **kw), "rank", "average rank", False)
 
 
-def _curves_figure(results: pd.DataFrame, column: str, label: str, log: bool):  # noqa: ANN202
+def _curves_figure(results: pd.DataFrame, summary: dict, column: str, label: str, log: bool):  # noqa: ANN202
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=P.SIZES["page"])
-    P.draw_curves(P.benchmark_curves(results, column), ax, label, log)
+    P.draw_curves(P.benchmark_curves(results, column, summary), ax, label, log)
     return fig
 
 
@@ -197,7 +195,7 @@ def _fig_new_task_tuning(tables, tuning, fast, seed, log, **_):  # noqa: ANN001,
     if tuning is not None:
         path = Path(tuning) / "results.csv"
         if not path.exists():
-            raise FigureError(f"figures: --tuning {tuning} lacks results.csv")
+            raise FigureError(f"figures: tuning={tuning} lacks results.csv")
         results = pd.read_csv(path)
     else:
         prov = tables.provenance

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from optuna.distributions import CategoricalDistribution, IntDistribution
 
+from .errors import MetahpoError
 from .space import SearchSpace
 from .strategies.base import MetaData, Session, Strategy
 
@@ -51,7 +52,7 @@ __all__ = [
 ]
 
 
-class InterpretError(ValueError):
+class InterpretError(MetahpoError, ValueError):
     """An interpretation request that cannot be answered (bad input, unsupported strategy)."""
 
 

@@ -28,6 +28,8 @@ import pandas as pd
 
 from .data.metafeatures import compute_metafeatures
 from .data.tasks import Suite, build_suite
+from .choices import EXPORT_FORMATS, GROUP_BY, TRAINERS
+from .errors import MetahpoError
 from .space import SearchSpace, default_space
 
 FORMAT_VERSION = 1
@@ -49,15 +51,15 @@ CREATE TABLE IF NOT EXISTS trials (
 """
 
 
-class StoreError(ValueError):
+class StoreError(MetahpoError, ValueError):
     """A store that cannot be used: unreadable, corrupt, or made for another suite/space."""
 
 
-class CollectError(ValueError):
+class CollectError(MetahpoError, ValueError):
     """A collection that cannot run (e.g. an unreachable Dask scheduler)."""
 
 
-class TableError(ValueError):
+class TableError(MetahpoError, ValueError):
     """A tidy table that lacks required columns or holds bad values."""
 
 
@@ -68,19 +70,26 @@ class MetaDatasetStore:
     Args:
         path: the ``.sqlite`` file.
         create: create it if missing (otherwise a missing file is an error).
+        readonly: open for reading only: the file is never written (not even its journal mode),
+            and a file without the metahpo tables (an empty or foreign one) is refused.
 
     Raises:
-        StoreError: missing (without ``create``), not SQLite, corrupt, or not a metahpo store.
+        StoreError: missing (without ``create``), a folder, not SQLite, corrupt, or not a metahpo store.
     """
 
-    def __init__(self, path: str | os.PathLike, create: bool = False):
+    def __init__(self, path: str | os.PathLike, create: bool = False, readonly: bool = False):
         self.path = Path(path)
+        if self.path.is_dir():
+            raise StoreError(f"store '{self.path}' is a folder, not a SQLite file")
         if not self.path.exists():
-            if not create:
+            if not create or readonly:
                 raise StoreError(f"store '{self.path}' does not exist")
             self.path.parent.mkdir(parents=True, exist_ok=True)
         else:
-            validate_store_file(self.path)
+            validate_store_file(self.path, empty_ok=not readonly)
+        if readonly:
+            self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+            return
         self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)  # autocommit; explicit BEGIN
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -199,15 +208,21 @@ def _num(v: Any) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
-def validate_store_file(path: Path) -> None:
-    """Refuse a file that is not a readable metahpo store, without writing to it."""
+def validate_store_file(path: Path, empty_ok: bool = True) -> None:
+    """Refuse a file that is not a readable metahpo store, without writing to it (an empty SQLite
+    file passes when ``empty_ok``: it is fine to initialise)."""
+    path = Path(path)
+    if path.is_dir():
+        raise StoreError(f"store '{path}' is a folder, not a SQLite file")
     try:
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
             if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise StoreError(f"store '{path}' is corrupt (SQLite integrity check failed)")
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if not tables:
-                return  # an empty SQLite file: fine to initialise
+                if empty_ok:
+                    return
+                raise StoreError(f"store '{path}' is empty (no metahpo tables){' (0 bytes)' if path.stat().st_size == 0 else ''}")
             if set(_TABLES) - tables:
                 raise StoreError(f"store '{path}' is not a metahpo store (tables: {sorted(tables)})")
             row = conn.execute("SELECT value FROM meta WHERE key='format_version'").fetchone()
@@ -310,6 +325,7 @@ class CollectReport:
     trials_skipped: int
     wall_s: float
     statuses: dict[str, int]
+    first_error: str | None = None  # the first failed trial's error message, if any failed
 
     @property
     def trials_per_s(self) -> float:
@@ -344,7 +360,7 @@ def open_for_collection(path: str | os.PathLike, meta: dict[str, Any]) -> MetaDa
             k = diff[0]
             what = "space" if k == "space" else ("suite" if k in ("suite", "seed", "n_tasks", "base") else k)
             raise StoreError(f"store '{path}' was made with a different {what} ({k}: stored {old[k]!r}, "
-                             f"asked {meta[k]!r}); use another --store")
+                             f"asked {meta[k]!r}); use another store")
     store = MetaDatasetStore(path, create=True)
     store.write_meta(meta)
     return store
@@ -393,9 +409,9 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
 
     t0 = time.perf_counter()
     if trainer not in TRAINERS:
-        raise CollectError(f"collect: --trainer must be one of {', '.join(TRAINERS)} (got {trainer!r})")
+        raise CollectError(f"collect: trainer= must be one of {', '.join(TRAINERS)} (got {trainer!r})")
     if group_by not in GROUP_BY:
-        raise CollectError(f"collect: --group-by must be one of {', '.join(GROUP_BY)} (got {group_by!r})")
+        raise CollectError(f"collect: group_by= must be one of {', '.join(GROUP_BY)} (got {group_by!r})")
     client = _connect(scheduler) if scheduler is not None else None  # fail before touching the store
     suite_obj = suite if isinstance(suite, Suite) else build_suite(suite, n_tasks=n_tasks, seed=seed, root=root, ways=ways, download=download)
     space = space or default_space()
@@ -430,6 +446,7 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
         n_done = sum((t, i, seed) in done for t in suite_obj.task_names for i in range(n_configs))
         bar = tqdm(total=total, initial=n_done, desc=f"collect {suite_obj.name}", unit="trial", disable=not progress)
         statuses: dict[str, int] = {}
+        errors: list[str] = []
 
         def record(res: dict[str, Any]) -> None:
             if res["kind"] == "metafeatures":
@@ -440,6 +457,8 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
             for trial in res["trials"] if res["kind"] == "group" else [res]:
                 st.add_trial(trial.get("task", res["task"]), trial["config_id"], trial["seed"], trial)
                 statuses[trial["status"]] = statuses.get(trial["status"], 0) + 1
+                if trial["status"] == "failed" and not errors:
+                    errors.append(str(trial.get("error")))
                 bar.update(1)
 
         for res in _run_jobs(jobs, workers, client):
@@ -450,12 +469,7 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
         if client is not None:
             client.close()
     return CollectReport(Path(store), len(suite_obj), n_configs, total, len(trial_jobs),
-                         n_done, time.perf_counter() - t0, statuses)
-
-
-#: Trainers ``collect`` can use, and how it forms populations (see :func:`_group_jobs`).
-TRAINERS = ("population", "sequential")
-GROUP_BY = ("config", "task")
+                         n_done, time.perf_counter() - t0, statuses, errors[0] if errors else None)
 
 
 def _group_jobs(trial_jobs: list[dict[str, Any]], family: str, max_group: int, sizes: dict[str, int],
@@ -495,7 +509,7 @@ def _connect(scheduler: str) -> Any:
     try:
         return Client(scheduler, timeout="10s")
     except (OSError, TimeoutError, ValueError) as err:
-        raise CollectError(f"cannot reach the Dask scheduler at --scheduler {scheduler!r} ({type(err).__name__}: {err})") from None
+        raise CollectError(f"cannot reach the Dask scheduler at scheduler={scheduler!r} ({type(err).__name__}: {err})") from None
 
 
 #: glibc malloc trim and mmap thresholds of the LocalCluster's workers (bytes).
@@ -562,7 +576,6 @@ def _take(it: Iterator[Any], n: int) -> list[Any]:
 
 
 # ---------------------------------------------------------------- tidy tables: export / import
-EXPORT_FORMATS = ("csv", "csv.gz", "parquet")
 _LIST_COLUMNS = ("curve", "val_loss_curve")
 
 
@@ -584,8 +597,8 @@ def export_tables(store: str | os.PathLike, out: str | os.PathLike, fmt: str = "
         ``{"trials": path, "tasks": path, "provenance": path, "meta": path, "space": path}``.
     """
     if fmt not in EXPORT_FORMATS:
-        raise TableError(f"export: --format must be one of {', '.join(EXPORT_FORMATS)} (got '{fmt}')")
-    with MetaDatasetStore(store) as st:
+        raise TableError(f"export: format= must be one of {', '.join(EXPORT_FORMATS)} (got '{fmt}')")
+    with MetaDatasetStore(store, readonly=True) as st:
         tables = MetaTables(st.trials_table(), st.tasks_table(), st.provenance_table(), st.read_meta())
     return write_tables(tables, out, fmt)
 
@@ -593,7 +606,7 @@ def export_tables(store: str | os.PathLike, out: str | os.PathLike, fmt: str = "
 def write_tables(tables: "MetaTables", out: str | os.PathLike, fmt: str = "csv") -> dict[str, Path]:
     """Write a :class:`MetaTables` as :func:`export_tables` does (readable by :func:`load_exported`)."""
     if fmt not in EXPORT_FORMATS:
-        raise TableError(f"export: --format must be one of {', '.join(EXPORT_FORMATS)} (got '{fmt}')")
+        raise TableError(f"export: format= must be one of {', '.join(EXPORT_FORMATS)} (got '{fmt}')")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {}

@@ -11,10 +11,12 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-FAMILIES = ("mlp", "cnn2d", "cnn1d")
+from .choices import FAMILIES
+from .errors import MetahpoError
 
 
-class ModelError(ValueError):
+
+class ModelError(MetahpoError, ValueError):
     """Unknown model family or one that does not fit the input."""
 
 

@@ -18,8 +18,8 @@ import math
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,14 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from .errors import MetahpoError
 from .metadataset import MetaDatasetStore, MetaTables, load_exported
 from .space import SearchSpace, infer_space
 from .strategies.base import Session, Strategy
+from .strategies.optuna_adapters import optuna_quiet
 
 
-class OptunaInteropError(ValueError):
+class OptunaInteropError(MetahpoError, ValueError):
     """A study, storage or meta-dataset that cannot be bridged to or from Optuna."""
 
 
@@ -443,17 +445,6 @@ def _merge_distributions(name: str, a: BaseDistribution, b: BaseDistribution) ->
 
 
 # ---------------------------------------------------------------- export
-@contextmanager
-def _optuna_quiet() -> Iterator[None]:
-    """Optuna's INFO logging off for a block (the user's own verbosity restored after)."""
-    level = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(max(level, optuna.logging.WARNING))
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(level)
-
-
 def to_optuna(source: Any, storage: Any, space: SearchSpace | None = None, study_prefix: str = "",
               overwrite: bool = False) -> list[str]:
     """Write a meta-dataset to an Optuna storage, one ``maximize`` study per task.
@@ -509,7 +500,7 @@ def to_optuna(source: Any, storage: Any, space: SearchSpace | None = None, study
     for name in existing:
         optuna.delete_study(study_name=name, storage=st)
     for task, name in zip(task_names, study_names):
-        with _optuna_quiet():  # one "A new study created" line per task is noise here
+        with optuna_quiet():  # one "A new study created" line per task is noise here
             study = optuna.create_study(study_name=name, storage=st, direction="maximize")
         mf = {str(k): _py(v) for k, v in mf_rows.get(task, {}).items()}
         study.set_user_attr("metafeatures", mf)
@@ -539,7 +530,7 @@ def _resolve_source(source: Any, space: SearchSpace | None) -> tuple[pd.DataFram
         return tables.trials, tables.tasks, tables.provenance, space or _meta_space(tables.meta, f"'{path}'")
     if not path.exists():
         raise OptunaInteropError(f"to_optuna: source '{path}' does not exist")
-    with MetaDatasetStore(path) as store:
+    with MetaDatasetStore(path, readonly=True) as store:
         meta = store.read_meta()
         if "space" not in meta:
             raise OptunaInteropError(f"to_optuna: store '{path}' holds no search space (not a finished collection?)")

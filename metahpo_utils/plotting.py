@@ -3,7 +3,7 @@ builders (unit-tested) and thin drawing functions that return the Axes."""
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,32 +36,39 @@ def style(name: str) -> dict[str, str]:
 
 @dataclass
 class Curves:
-    """Mean and 95% interval per strategy over trials: arrays ``(trials,)``."""
+    """Mean and 95% interval per strategy over trials: arrays ``(trials,)``; ``reference``: named
+    curves drawn as thin black lines without a band (e.g. random search's exact expectation)."""
 
     trials: np.ndarray
     mean: dict[str, np.ndarray]
     low: dict[str, np.ndarray]
     high: dict[str, np.ndarray]
+    reference: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def benchmark_curves(results: pd.DataFrame, column: str = "normalized_regret") -> Curves:
-    """Mean with a 95% normal interval over (task, seed) runs, per strategy and trial."""
-    if column == "rank":
-        results = results.assign(rank=results.groupby(["task", "seed", "trial"])["normalized_regret"].rank(method="average"))
-    g = results.groupby(["strategy", "trial"])[column]
-    stats = g.agg(["mean", "std", "count"]).reset_index()
-    trials = np.sort(results["trial"].unique())
+def benchmark_curves(results: pd.DataFrame, column: str = "normalized_regret",
+                     summary: dict | None = None) -> Curves:
+    """Mean over tasks per strategy and trial, with a 95% bootstrap interval over tasks (seeds are
+    averaged within a task first: tasks are the unit of replication, as in ``summary.json``).
+    With a benchmark ``summary`` that holds it, the exact expected regret of random search is
+    added as a reference curve (regret only)."""
+    from .benchmark import per_task_curves, task_bootstrap
+
+    budget = int(results["trial"].max())
+    trials = np.arange(1, budget + 1)
     mean, low, high = {}, {}, {}
-    for s, d in stats.groupby("strategy", sort=False):
-        d = d.set_index("trial").reindex(trials)
-        half = 1.96 * d["std"].fillna(0) / np.sqrt(d["count"].clip(lower=1))
-        mean[s], low[s], high[s] = d["mean"].to_numpy(), (d["mean"] - half).to_numpy(), (d["mean"] + half).to_numpy()
-    order = sorted(mean, key=lambda s: list(results["strategy"].unique()).index(s))
-    return Curves(trials, {s: mean[s] for s in order}, low, high)
+    for s, wide in per_task_curves(results, column, budget).items():
+        mean[s] = wide.mean(skipna=False).to_numpy()
+        low[s], high[s] = task_bootstrap(wide.to_numpy())
+    ref = {}
+    curve = ((summary or {}).get("random_expected") or {}).get("curve")
+    if column == "normalized_regret" and curve:
+        ref["random (exact expectation)"] = np.asarray(curve[:budget], dtype=float)
+    return Curves(trials, mean, low, high, ref)
 
 
 def draw_curves(curves: Curves, ax=None, ylabel: str = "normalized regret", log: bool = True):  # noqa: ANN001
-    """Draw :class:`Curves` (mean line, shaded 95% interval) and return the Axes."""
+    """Draw :class:`Curves` (mean line, shaded 95% interval, reference lines) and return the Axes."""
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -71,11 +78,14 @@ def draw_curves(curves: Curves, ax=None, ylabel: str = "normalized regret", log:
         ax.plot(curves.trials, m, color=st["color"], ls=st["ls"], label=s)
         ax.fill_between(curves.trials, np.maximum(curves.low[s], 1e-6) if log else curves.low[s], curves.high[s],
                         color=st["color"], alpha=0.12, lw=0)
+    for name, r in curves.reference.items():
+        ax.plot(curves.trials[:len(r)], r, color="black", lw=0.8, ls=(0, (1, 1)), label=name)
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("trials")
     ax.set_ylabel(ylabel)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 if len(curves.mean) <= 8 else 2)
+    n = len(curves.mean) + len(curves.reference)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 if n <= 8 else 2)
     return ax
 
 
@@ -152,10 +162,7 @@ def draw_new_task_tuning(results: pd.DataFrame, axes=None):  # noqa: ANN001
 
 def new_task_tuning_figure(results: pd.DataFrame, out: str | Path, name: str = "new_task_tuning") -> dict[str, Path]:
     """Write the new-task tuning figure (see :func:`draw_new_task_tuning`) into ``out``."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # the caller's backend stays (figures are saved and closed, never shown)
 
     with plt.style.context(STYLE):
         fig, axes = plt.subplots(1, 2, figsize=SIZES["page"], sharey=True)
@@ -177,19 +184,17 @@ def savefig(fig, name: str, folder: str | Path = "figures") -> dict[str, Path]: 
     return paths
 
 
-def benchmark_figures(results: pd.DataFrame, out: str | Path) -> dict[str, Path]:
-    """Regret-vs-trials and rank-vs-trials figures of a benchmark run."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+def benchmark_figures(results: pd.DataFrame, out: str | Path, summary: dict | None = None) -> dict[str, Path]:
+    """Regret-vs-trials and rank-vs-trials figures of a benchmark run (with its ``summary``, the
+    regret figure also shows random search's exact expected curve)."""
+    import matplotlib.pyplot as plt  # the caller's backend stays (figures are saved and closed, never shown)
 
     paths = {}
     with plt.style.context(STYLE):
         for column, name, label, log in (("normalized_regret", "regret_curves", "normalized regret", True),
                                          ("rank", "rank_curves", "average rank", False)):
             fig, ax = plt.subplots(figsize=SIZES["page"])
-            draw_curves(benchmark_curves(results, column), ax, label, log)
+            draw_curves(benchmark_curves(results, column, summary), ax, label, log)
             paths.update(savefig(fig, name, out))
             plt.close(fig)
     return paths
@@ -390,9 +395,16 @@ def draw_meta_training(data: MetaTrainingCurves, ax=None):  # noqa: ANN001
 
 # ---------------------------------------------------------------- equivalent random trials
 def equivalent_trials_data(summary: dict) -> pd.DataFrame:
-    """Long table ``strategy``, ``k``, ``ert`` from a benchmark ``summary.json``."""
-    rows = [{"strategy": s, "k": int(k), "ert": float(v)} for s, d in summary["strategies"].items()
-            for k, v in d["equivalent_random_trials"].items()]
+    """Long table ``strategy``, ``k``, ``ert``, ``low``, ``high`` (the 95% bootstrap interval over
+    tasks, where the summary has one) from a benchmark ``summary.json``; a missing value is NaN."""
+    def num(x: float | None) -> float:
+        return float("nan") if x is None else float(x)
+
+    rows = []
+    for s, d in summary["strategies"].items():
+        for k, v in d["equivalent_random_trials"].items():
+            lo, hi = d.get("equivalent_random_trials_ci", {}).get(k, [None, None])
+            rows.append({"strategy": s, "k": int(k), "ert": num(v), "low": num(lo), "high": num(hi)})
     return pd.DataFrame(rows)
 
 
@@ -405,6 +417,8 @@ def draw_equivalent_trials(df: pd.DataFrame, ax=None):  # noqa: ANN001
     for s, d in df.groupby("strategy", sort=False):
         st = style(s)
         ax.plot(d["k"], d["ert"], marker="o", ms=3, color=st["color"], ls=st["ls"], label=s)
+        if {"low", "high"} <= set(d.columns) and d["low"].notna().any():
+            ax.fill_between(d["k"], d["low"], d["high"], color=st["color"], alpha=0.08, lw=0)
     from matplotlib.ticker import FormatStrFormatter
 
     ks = np.sort(df["k"].unique())

@@ -44,7 +44,7 @@ from torch import nn
 
 from .data.tasks import Task
 from .models import Classifier, build_model
-from .training import DIVERGENCE_LOSS, TrialResult, majority_accuracy, resolve_device
+from .training import DIVERGENCE_LOSS, TrialResult, majority_accuracy, resolve_device, seeded
 
 ADAM_EPS = 1e-8
 ADAM_BETA2 = 0.999
@@ -355,8 +355,8 @@ class PopulationResult:
 
 
 def _prototype(family: str, task: Task, config: Mapping[str, Any], seed: int) -> Classifier:
-    torch.manual_seed(seed)
-    return build_model(family, task.input_shape, task.n_classes, config)
+    with seeded(seed):
+        return build_model(family, task.input_shape, task.n_classes, config)
 
 
 def _pools(model: Classifier) -> list[bool]:

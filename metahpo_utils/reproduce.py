@@ -21,15 +21,23 @@ REPRODUCE: dict[str, Any] = {"suite": "digits", "n_tasks": 48, "n_configs": 64, 
 BENCHMARK: dict[str, Any] = {
     "strategies": ["random", "grid", "taskset", "tpe", "cmaes", "ws-cmaes", "portfolio", "adaptive-portfolio", "knn",
                    "mapping", "mtl", "transfer", "st-zeroshot", "st-boundingbox", "st-quantile"],
-    "budget": 50, "seeds": 5, "holdout": "split"}
+    "budget": 50, "seeds": 5, "holdout": "split",
+    # settings chosen by inner cross-validation on the meta-train tasks of the fold (nested)
+    "nested": ["adaptive-portfolio"]}
 TUNING: dict[str, Any] = {"strategies": ["adaptive-portfolio", "adaptive-portfolio+sh", "random", "tpe"],
                           "seeds": 5, "budget_trials": 30}
 
 
-def _reusable(results: Path, strategies: list[str], seeds: int, trials: int, tasks: list[str]) -> bool:
-    """Whether an earlier run's results.csv holds exactly this protocol."""
+def _reusable(results: Path, strategies: list[str], seeds: int, trials: int, tasks: list[str],
+              nested: list[str] | None = None) -> bool:
+    """Whether an earlier run's results.csv holds exactly this protocol (for a benchmark, also the
+    strategies whose settings were chosen by nested cross-validation, from its summary.json)."""
     if not results.exists():
         return False
+    if nested is not None:
+        summary = results.with_name("summary.json")
+        if not summary.exists() or sorted(json.loads(summary.read_text()).get("protocol", {}).get("nested", {})) != sorted(nested):
+            return False
     r = pd.read_csv(results, usecols=["strategy", "task", "seed", "trial"])
     return (sorted(r["strategy"].unique()) == sorted(strategies) and r["seed"].nunique() == seeds
             and int(r["trial"].max()) == trials and sorted(r["task"].astype(str).unique()) == sorted(tasks))
@@ -70,7 +78,7 @@ def main_job(out: str | Path = "runs", figures: str | Path = "figures", workers:
     test_tasks = sorted(prov.index[prov == "meta-test"])
     bench_dir = out / f"bench_{r['suite']}"
     b = BENCHMARK
-    if _reusable(bench_dir / "results.csv", b["strategies"], b["seeds"], b["budget"], test_tasks):
+    if _reusable(bench_dir / "results.csv", b["strategies"], b["seeds"], b["budget"], test_tasks, b["nested"]):
         log(f"benchmark: reusing {bench_dir} (same protocol)")
         summary = json.loads((bench_dir / "summary.json").read_text())
     else:
@@ -78,7 +86,8 @@ def main_job(out: str | Path = "runs", figures: str | Path = "figures", workers:
             f"(about 40 min on 2 cores)")
         data = prepare(tables.trials, space=tables.space, task_features=tables.tasks.set_index("task"),
                        budget=b["budget"])
-        res = run_benchmark(data, b["strategies"], b["budget"], b["seeds"], b["holdout"], splits=prov)
+        res = run_benchmark(data, b["strategies"], b["budget"], b["seeds"], b["holdout"], splits=prov,
+                            nested={n: None for n in b["nested"]}, log=log)
         write_outputs(res, bench_dir)
         summary = res.summary
     times["benchmark_s"] = time.perf_counter() - t0
@@ -110,20 +119,14 @@ def main_job(out: str | Path = "runs", figures: str | Path = "figures", workers:
 def summary_markdown(bench: dict[str, Any], tuning: pd.DataFrame) -> str:
     """The headline tables: replay benchmark (regret, rank, equivalent random trials at 1/5/10/25/50)
     and real-training new-task tuning."""
+    from .benchmark import summary_table_markdown
     from .tuning import comparison_markdown
 
-    ks = list(next(iter(bench["strategies"].values()))["regret"])
-    head = (["strategy"] + [f"regret@{k}" for k in ks] + [f"rank@{k}" for k in ks]
-            + [f"ERT@{k}" for k in ks])
     lines = ["# Headline results (`make reproduce`)", "",
              f"Replay benchmark: {len(bench['tasks'])} meta-test tasks, {bench['seeds']} seeds, budget {bench['budget']}; "
-             "normalized regret and average rank (lower is better), equivalent random trials (higher is better).", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for s, v in bench["strategies"].items():
-        cells = ([f"`{s}`"] + [f"{v['regret'][k]:.4f}" for k in ks] + [f"{v['rank'][k]:.2f}" for k in ks]
-                 + [f"{v['equivalent_random_trials'][k]:.1f}" for k in ks])
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "New-task tuning with real training (mean best validation accuracy after k trials / t seconds; "
+             "normalized regret and average rank (lower is better), equivalent random trials (higher is better); "
+             "[95% bootstrap interval over tasks].", "", summary_table_markdown(bench), ""]
+    lines += ["New-task tuning with real training (mean best validation accuracy after k trials / t seconds; "
               "test accuracy of the chosen configuration):", "", comparison_markdown(tuning)]
     lines += ["Figures: `regret_curves`, `rank_curves`, `equivalent_trials`, `new_task_tuning` and the rest in this folder.", ""]
     return "\n".join(lines)

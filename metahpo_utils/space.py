@@ -23,8 +23,10 @@ from optuna.distributions import (
     json_to_distribution,
 )
 
+from .errors import MetahpoError
 
-class SpaceError(ValueError):
+
+class SpaceError(MetahpoError, ValueError):
     """Invalid search-space definition or configuration."""
 
 

@@ -60,6 +60,22 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(prev)
 
 
+@contextmanager
+def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
+    """torch's global random state seeded with ``seed`` inside the block (initialisation and dropout
+    draw from it), and the caller's own state restored after: a user's ``torch.manual_seed`` sequence
+    is the same whether or not metahpo trained something in between."""
+    devices = [device.index or 0] if device is not None and device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+#: Intra-op threads for training and fitting the package's small models: one is the fastest and
+#: the same numbers on every machine; on a busy machine more threads stall (OpenMP barriers).
+SMALL_MODEL_THREADS = 1
+
+
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """``None``/``"auto"``: CUDA when available, else CPU."""
     if device is None or device == "auto":
@@ -140,10 +156,11 @@ class Trainer:
         outer = self._get_rng()
         self._set_rng(self._rng)
         try:
-            for _ in range(epochs):
-                if self.status != "ok":
-                    break
-                self._epoch()
+            with torch_threads(SMALL_MODEL_THREADS):
+                for _ in range(epochs):
+                    if self.status != "ok":
+                        break
+                    self._epoch()
         finally:
             self._rng = self._get_rng()
             self._set_rng(outer)
@@ -181,7 +198,8 @@ class Trainer:
         task = self.task
         if self.status == "ok":
             objective = self.curve[-1] if self.curve else majority_accuracy(task.y_train, task.y_val)
-            test_objective = evaluate(self.model, task.X_test.to(self.device), task.y_test.to(self.device))[0]
+            with torch_threads(SMALL_MODEL_THREADS):
+                test_objective = evaluate(self.model, task.X_test.to(self.device), task.y_test.to(self.device))[0]
         else:
             objective = majority_accuracy(task.y_train, task.y_val)
             test_objective = majority_accuracy(task.y_train, task.y_test)
@@ -213,9 +231,10 @@ def train_config(task: Task, config: Mapping[str, Any], epochs: int = 10, seed: 
     Returns:
         The :class:`TrialResult`, with the trained model in ``.model``.
     """
-    torch.manual_seed(seed)
-    model = build_model(family, task.input_shape, task.n_classes, config)
-    return fit(model, task, config, epochs, seed, resolve_device(device))
+    dev = resolve_device(device)
+    with seeded(seed, dev), torch_threads(SMALL_MODEL_THREADS):
+        model = build_model(family, task.input_shape, task.n_classes, config)
+        return fit(model, task, config, epochs, seed, dev)
 
 
 # ---------------------------------------------------------------- multi-task and transfer
@@ -233,7 +252,12 @@ def train_multitask(tasks: Sequence[Task], config: Mapping[str, Any], epochs: in
     if len({t.input_shape for t in tasks}) != 1:
         raise ValueError("multitask: all tasks must share one input shape (same base dataset)")
     dev = resolve_device(device)
-    torch.manual_seed(seed)
+    with seeded(seed, dev), torch_threads(SMALL_MODEL_THREADS):
+        return _train_multitask(tasks, config, epochs, seed, family, dev)
+
+
+def _train_multitask(tasks: Sequence[Task], config: Mapping[str, Any], epochs: int, seed: int, family: str,
+                     dev: torch.device) -> tuple[MultiTaskModel, list[list[float]]]:
     proto = build_model(family, tasks[0].input_shape, 2, config)
     model = MultiTaskModel(proto.trunk, proto.feature_dim, [t.n_classes for t in tasks]).to(dev)
     opt = make_optimizer(model.parameters(), config)
@@ -277,10 +301,11 @@ def finetune(trunk: nn.Sequential, feature_dim: int, task: Task, config: Mapping
     and fine-tune the rest on the target task (L_TL: the target's loss, with ``config['lr']``
     as the fine-tuning learning rate).
     """
-    torch.manual_seed(seed)
-    model = Classifier(copy.deepcopy(trunk), feature_dim, task.n_classes)
-    freeze_blocks(model.trunk, n_frozen)
-    return fit(model, task, config, epochs, seed, resolve_device(device))
+    dev = resolve_device(device)
+    with seeded(seed, dev), torch_threads(SMALL_MODEL_THREADS):
+        model = Classifier(copy.deepcopy(trunk), feature_dim, task.n_classes)
+        freeze_blocks(model.trunk, n_frozen)
+        return fit(model, task, config, epochs, seed, dev)
 
 
 def pretrain_trunk(sources: Sequence[Task], config: Mapping[str, Any], epochs: int = 10, seed: int = 0,

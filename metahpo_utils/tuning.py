@@ -26,17 +26,19 @@ from torch import nn
 
 from .data.metafeatures import compute_metafeatures
 from .data.tasks import SUITES, Task, TaskError, build_suite
-from .metadataset import MetaDatasetStore, MetaTables, default_metadataset, load_exported, validate_store_file
+from .benchmark import run_seed
+from .errors import MetahpoError
+from .metadataset import MetaDatasetStore, MetaTables, default_metadataset, load_exported
 from .models import build_model
 from .space import SearchSpace
 from .strategies import Strategy, make_strategy
-from .training import Trainer, TrialResult, majority_accuracy, resolve_device, train_config
+from .training import Trainer, TrialResult, majority_accuracy, resolve_device, seeded, train_config
 
 #: How successive halving is asked for.
 MULTI_FIDELITY = (None, "sh")
 
 
-class TuneError(ValueError):
+class TuneError(MetahpoError, ValueError):
     """Bad input to :func:`tune` (task, budget, strategy, meta-dataset)."""
 
 
@@ -149,8 +151,7 @@ def load_metadataset(meta: Any = None) -> MetaTables:
     path = Path(meta)
     if path.is_dir():
         return load_exported(path)
-    validate_store_file(path)
-    with MetaDatasetStore(path) as st:
+    with MetaDatasetStore(path, readonly=True) as st:
         return MetaTables(st.trials_table(), st.tasks_table(), st.provenance_table(), st.read_meta())
 
 
@@ -223,7 +224,8 @@ def tune(task_or_data: Any, strategy: str | Strategy = "adaptive-portfolio", bud
          budget_seconds: float | None = None, meta: Any = None, epochs: int | None = None, seed: int = 0,
          family: str | None = None, device: str | None = "cpu", multi_fidelity: str | None = None, eta: int = 3,
          min_epochs: int = 1, use_metafeatures: bool = True, root: str | os.PathLike | None = None,
-         callback: Callable[[dict[str, Any]], None] | None = None, **task_kwargs: Any) -> TuneResult:
+         callback: Callable[[dict[str, Any]], None] | None = None, session_seed: int | None = None,
+         **task_kwargs: Any) -> TuneResult:
     """Tune a new task: propose, train for real, observe, until a budget runs out.
 
     Args:
@@ -244,6 +246,8 @@ def tune(task_or_data: Any, strategy: str | Strategy = "adaptive-portfolio", bud
         use_metafeatures: give the strategy the new task's meta-features.
         root: root of a torchvision dataset.
         callback: called with each history row as it is recorded.
+        session_seed: seed of the strategy's session alone (default ``seed``); comparisons derive it
+            from (seed, task) so that random search draws differently on every task.
         **task_kwargs: more arguments of :func:`resolve_task`.
 
     Returns:
@@ -268,7 +272,7 @@ def tune(task_or_data: Any, strategy: str | Strategy = "adaptive-portfolio", bud
         raise TuneError(f"tune: epochs must be at least 1 (got {epochs})")
     family = family or tables.meta.get("family") or ("cnn2d" if task.kind == "image" else "mlp")
     mf = compute_metafeatures(task, seed=seed) if use_metafeatures and fitted.meta_learned else None
-    session = fitted.start(space, task_features=mf, seed=seed)
+    session = fitted.start(space, task_features=mf, seed=seed if session_seed is None else session_seed)
     loop = _Loop(task, space, session, epochs, seed, family, resolve_device(device), budget_trials, budget_seconds, callback)
     if multi_fidelity == "sh":
         loop.successive_halving(int(eta), max(1, int(min_epochs)))
@@ -303,9 +307,9 @@ class _Loop:
         return bool(self.stopped_by)
 
     def trainer(self, config: Mapping[str, Any]) -> Trainer:
-        torch.manual_seed(self.seed)
-        model = build_model(self.family, self.task.input_shape, self.task.n_classes, config)
-        return Trainer(model, self.task, config, self.seed, self.device)
+        with seeded(self.seed, self.device):  # the trainer keeps this state; the caller's is restored
+            model = build_model(self.family, self.task.input_shape, self.task.n_classes, config)
+            return Trainer(model, self.task, config, self.seed, self.device)
 
     def record(self, config: dict[str, Any], res: TrialResult, rung: int | None = None, row: dict[str, Any] | None = None) -> None:
         """Add (or, for a promoted configuration, update) its history row and the best model."""
@@ -420,7 +424,8 @@ def compare_tuning(tasks: Sequence[Any], strategies: Sequence[str] = ("adaptive-
         if key not in fitted:
             fitted[key] = fit_strategy(name, tables, exclude=[task.name])
         res = tune(task, fitted[key], budget_trials=budget_trials, meta=tables, epochs=epochs, seed=seed,
-                   device=device, multi_fidelity="sh" if label.endswith(SH_SUFFIX) else None)
+                   device=device, multi_fidelity="sh" if label.endswith(SH_SUFFIX) else None,
+                   session_seed=run_seed(seed, task.name))
         h = res.history.sort_values("elapsed_s")  # successive halving finishes trials out of order
         best = best_so_far(h, res.extra["epochs"])
         best_test = _test_of_best(h, res.extra["epochs"])

@@ -59,7 +59,7 @@ def test_no_leakage_and_metric_invariants(data, monkeypatch):
         assert len(g) == 20
     s = res.summary
     assert s["budget"] == 20 and s["seeds"] == 2 and s["tasks"] == data.tasks
-    assert set(s["strategies"]["spy"]) == {"regret", "rank", "equivalent_random_trials"}
+    assert set(s["strategies"]["spy"]) >= {"regret", "rank", "equivalent_random_trials", "regret_ci", "rank_ci"}
     assert list(s["strategies"]["spy"]["regret"]) == ["1", "5", "10"]
     ranks = [s["strategies"][k]["rank"]["10"] for k in ("spy", "random")]
     assert sum(ranks) == pytest.approx(3.0)  # two strategies: ranks 1 and 2 (ties share 1.5)

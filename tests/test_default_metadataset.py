@@ -35,13 +35,19 @@ def test_best_configuration_moves_across_tasks(tables):
 def test_rows_recompute_from_scratch(tables):
     """Retrain a few rows from the recorded settings alone and compare.
 
-    Tolerance: accuracies may differ by at most one validation example and losses by 1e-4
-    (relative), since a different CPU's kernels can reorder float sums; on the machine that
-    made the file they match exactly.
+    On torch's AVX2 kernels (which importing metahpo pins on x86) they match exactly, whatever the
+    processor. Elsewhere accuracies may differ by one validation example and losses by 1e-4
+    (relative): other kernels sum floats in another order.
     """
+    import torch
+
+    exact = torch.backends.cpu.get_cpu_capability() == "AVX2"
     t = tables.trials
     diverged = t[t["status"] == "diverged"].head(1)
-    picks = [t.iloc[i] for i in (0, len(t) // 3, 2 * len(t) // 3 + 5)] + [r for _, r in diverged.iterrows()]
+    # digits-003 x config 23 (SGD at lr 0.87) is unstable: AVX-512 kernels send it 0.03 elsewhere
+    unstable = t[(t["task"] == "digits-003") & (t["config_id"] == 23)]
+    picks = [t.iloc[i] for i in (0, len(t) // 3, 2 * len(t) // 3 + 5)] + [r for _, r in diverged.iterrows()] \
+        + [r for _, r in unstable.iterrows()]
     prov = tables.provenance.set_index("task")
     for row in picks:
         res = recompute_trial(tables.meta, row["task"], int(row["config_id"]))
@@ -50,6 +56,10 @@ def test_rows_recompute_from_scratch(tables):
             assert (got == pytest.approx(want, rel=1e-9)) if isinstance(got, float) else (str(got) == str(want))
         n_val = prov.loc[row["task"], "n_val_per_class"] * prov.loc[row["task"], "k"]
         assert res["status"] == row["status"]
+        if exact:
+            assert (res["objective"], res["test_objective"], res["curve"]) == \
+                (row["objective"], row["test_objective"], list(row["curve"]))
+            np.testing.assert_array_equal(res["val_loss"], row["val_loss_curve"])
         assert abs(res["objective"] - row["objective"]) <= 1.0 / n_val + 1e-12
         assert len(res["curve"]) == len(row["curve"])
         np.testing.assert_allclose(res["curve"], row["curve"], atol=1.0 / n_val + 1e-12)

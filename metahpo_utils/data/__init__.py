@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from .datasets import BaseDataset, DatasetError, available_datasets, load_dataset
 from .metafeatures import METAFEATURE_NAMES, compute_metafeatures, metafeatures_from_arrays
-from .tasks import SPLITS, SUITES, Suite, Task, TaskError, TaskSpec, build_suite, get_tasksets, make_task
+from ..choices import SPLITS
+from .tasks import SUITES, Suite, Task, TaskError, TaskSpec, build_suite, get_tasksets, make_task
 
 __all__ = [
     "BaseDataset", "DatasetError", "available_datasets", "load_dataset",

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import MetahpoError
 from .torchvision_sets import TORCHVISION_DATASETS, load_torchvision
 
 EMBEDDED_DATASETS = ("digits", "mnist5k", "mnist1d")
 
 
-class DatasetError(ValueError):
+class DatasetError(MetahpoError, ValueError):
     """Unknown dataset name or unusable dataset arguments."""
 
 
@@ -119,6 +120,6 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
         return _load_cached(key, None, False)
     if key in TORCHVISION_DATASETS:
         if root is None:
-            raise DatasetError(f"dataset '{name}' is a torchvision dataset and needs a root folder (root=... / --root)")
+            raise DatasetError(f"dataset '{name}' is a torchvision dataset and needs a root folder (root=)")
         return _load_cached(key, str(root), bool(download))
     raise DatasetError(f"unknown dataset '{name}' (available: {', '.join(available_datasets())})")

@@ -16,12 +16,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import MetahpoError
 from .datasets import BaseDataset, DatasetError, load_dataset
 
-SPLITS = ("meta-train", "meta-val", "meta-test")
 
-
-class TaskError(ValueError):
+class TaskError(MetahpoError, ValueError):
     """A task recipe that cannot be built from its base dataset."""
 
 
@@ -111,13 +110,16 @@ class Task:
         ``X`` is ``(N, D)`` (treated as a 1-channel signal), ``(N, C, L)`` or ``(N, C, H, W)``;
         ``y`` holds integer labels.
         """
-        X = torch.as_tensor(np.asarray(X), dtype=torch.float32)
-        y = torch.as_tensor(np.asarray(y)).long()
+        X, y = _checked_arrays(X, y, "X", "y")
         if X.dim() == 2:
             X = X.unsqueeze(1)
         if X.dim() not in (3, 4) or len(X) != len(y):
             raise TaskError(f"from_arrays: X must be (N, D), (N, C, L) or (N, C, H, W) with len(y) == N (got X {tuple(X.shape)}, y {tuple(y.shape)})")
         labels, y = torch.unique(y, return_inverse=True)
+        if len(labels) < 2:
+            raise TaskError(f"from_arrays: y holds a single class ({labels.tolist()}); a classification task needs at least 2")
+        if len(y) < 10:
+            raise TaskError(f"from_arrays: {len(y)} examples are too few to split into training, validation and test")
         g = torch.Generator().manual_seed(seed)
         perm = torch.randperm(len(y), generator=g)
         parts: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -125,9 +127,9 @@ class Task:
         rest = perm
         for given_X, given_y in ((X_val, y_val), (X_test, y_test)):
             if given_X is not None:
-                gX = torch.as_tensor(np.asarray(given_X), dtype=torch.float32)
+                which = "val" if given_X is X_val else "test"
+                gX, gy = _checked_arrays(given_X, given_y, f"X_{which}", f"y_{which}")
                 gX = gX.unsqueeze(1) if gX.dim() == 2 else gX
-                gy = torch.as_tensor(np.asarray(given_y)).long()
                 unseen = sorted(set(gy.tolist()) - set(labels.tolist()))
                 if unseen:
                     raise TaskError(f"from_arrays: held-out labels {unseen} never occur in y")
@@ -137,6 +139,28 @@ class Task:
                 rest = rest[n_hold:]
         return cls(name, X[rest], y[rest], *parts[0], *parts[1], [str(int(v)) for v in labels],
                    {"base": "user", "n_examples": int(len(y))}, seed)
+
+
+def _checked_arrays(X: Any, y: Any, xname: str, yname: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs as float32 and labels as int64, or one :class:`TaskError` naming what is wrong."""
+    if y is None:
+        raise TaskError(f"from_arrays: {xname} is given without {yname}")
+    try:
+        Xa = np.asarray(X, dtype=np.float32)
+        ya = np.asarray(y)
+    except (TypeError, ValueError) as err:
+        raise TaskError(f"from_arrays: {xname} must be numeric ({err})") from None
+    bad = int((~np.isfinite(Xa)).sum())
+    if bad:
+        raise TaskError(f"from_arrays: {xname} holds {bad} NaN or infinite value(s); impute or drop them first")
+    if ya.ndim != 1:
+        raise TaskError(f"from_arrays: {yname} must be one label per example (got shape {ya.shape})")
+    if ya.dtype.kind == "f":
+        if not np.isfinite(ya).all() or not np.all(np.mod(ya, 1) == 0):
+            raise TaskError(f"from_arrays: {yname} must hold integer class labels (found NaN or fractional values)")
+    elif ya.dtype.kind not in "iub":
+        raise TaskError(f"from_arrays: {yname} must hold integer class labels (got dtype {ya.dtype})")
+    return torch.from_numpy(Xa), torch.as_tensor(ya.astype(np.int64))
 
 
 # ---------------------------------------------------------------- transforms
@@ -375,12 +399,12 @@ def build_suite(name: str, n_tasks: int | None = None, seed: int = 0, root: str 
     sdef = SUITES[name]
     n = sdef.default_tasks if n_tasks is None else int(n_tasks)
     if n < 3:
-        raise TaskError(f"suite: --tasks must be at least 3 to fill meta-train/val/test (got {n})")
+        raise TaskError(f"suite: n_tasks={n} must be at least 3 to fill meta-train/val/test")
     base = load_dataset(sdef.base, root=root, download=download)
     if ways is not None:
         ways = (int(ways), int(ways)) if isinstance(ways, (int, np.integer)) else (int(ways[0]), int(ways[1]))
         if ways[0] < 2 or ways[0] > ways[1]:
-            raise TaskError(f"suite: --ways must be at least 2 and min <= max (got {ways[0]}..{ways[1]})")
+            raise TaskError(f"suite: ways= must be at least 2 and min <= max (got {ways[0]}..{ways[1]})")
         if ways[1] > base.n_classes:
             raise TaskError(f"suite: k-way={ways[1]} is larger than the {base.n_classes} classes of '{base.name}'")
     specs: dict[str, TaskSpec] = {}

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import MetahpoError
+
 __all__ = ["TORCHVISION_DATASETS", "DatasetNotFoundError", "load_torchvision"]
 
 TORCHVISION_DATASETS = ("mnist", "fashionmnist", "kmnist", "cifar10", "svhn")
@@ -31,7 +33,7 @@ _MNIST_LIKE = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "kmnist": "KMNI
 _SPLITS = ("train", "test")
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(MetahpoError, FileNotFoundError):
     """A torchvision dataset's files are not under the given root."""
 
 

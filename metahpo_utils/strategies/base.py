@@ -20,10 +20,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from ..errors import MetahpoError
 from ..space import SearchSpace
 
 
-class StrategyError(ValueError):
+class StrategyError(MetahpoError, ValueError):
     """Misuse of a strategy (not fitted, no candidates left, bad input)."""
 
 

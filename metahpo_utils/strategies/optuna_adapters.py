@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -35,10 +36,16 @@ from ..space import SearchSpace
 from .base import Session, Strategy
 
 
-def _quiet_optuna() -> None:
-    """Silence optuna's per-trial INFO logging (leave a stricter level a user set alone)."""
-    if optuna.logging.get_verbosity() < optuna.logging.WARNING:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+@contextmanager
+def optuna_quiet() -> Iterator[None]:
+    """Optuna's per-trial INFO logging off inside the block (a stricter level is kept); the caller's
+    own verbosity is restored after."""
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(level, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(level)
 
 
 def unit_cube(space: SearchSpace) -> dict[str, FloatDistribution]:
@@ -94,10 +101,10 @@ class OptunaSession(Session):
     def __init__(self, space: SearchSpace, sampler: BaseSampler, distributions: Mapping[str, BaseDistribution],
                  native: bool, candidates: Any = None, seed: int = 0):
         super().__init__(space, candidates, seed)
-        _quiet_optuna()
         self.distributions = dict(distributions)
         self.native = native
-        self.study = optuna.create_study(direction="maximize", sampler=sampler)
+        with optuna_quiet():
+            self.study = optuna.create_study(direction="maximize", sampler=sampler)
         self._pending: list[tuple[optuna.trial.Trial, np.ndarray]] = []  # asked, not yet observed
         self._asked: list[optuna.trial.Trial] = []
 
@@ -124,12 +131,17 @@ class OptunaSession(Session):
         return out
 
     def _propose(self) -> np.ndarray:
-        trial = self.study.ask(self.distributions)
+        with optuna_quiet():
+            trial = self.study.ask(self.distributions)
         self._asked.append(trial)
         return self._point(trial.params)
 
     # ---- tell
     def observe(self, config: Mapping[str, Any], value: float) -> None:
+        with optuna_quiet():
+            self._observe(config, value)
+
+    def _observe(self, config: Mapping[str, Any], value: float) -> None:
         prior = [v for v in self.y_obs if math.isfinite(v)]
         super().observe(config, value)
         v = self.y_obs[-1]

@@ -21,7 +21,7 @@ from scipy.stats import norm
 from torch import nn
 
 from ..space import SearchSpace
-from ..training import torch_threads
+from ..training import SMALL_MODEL_THREADS, seeded, torch_threads
 from .base import MetaData, Session, Strategy, StrategyError
 
 
@@ -52,6 +52,21 @@ def _task_rows(meta: MetaData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     z = np.concatenate([_standardize(y) for y in meta.yn])
     tid = np.concatenate([np.full(len(x), t) for t, x in enumerate(meta.X)])
     return X, z, tid
+
+
+class _TorchSurrogate(Strategy):
+    """A strategy that trains a torch network in ``fit``: seeded from ``self.seed`` and on one
+    thread (the same numbers under any thread setting or load), leaving the caller's random state
+    and thread count as they were. Subclasses implement ``_train``."""
+
+    seed: int
+
+    def _fit(self) -> None:
+        with seeded(self.seed), torch_threads(SMALL_MODEL_THREADS):
+            self._train()
+
+    def _train(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
 
 
 # ---------------------------------------------------------------- mtl (ABLR-style)
@@ -99,7 +114,7 @@ class _MtlSession(Session):
         return self._choose(expected_improvement(mu, sd, z.max()), pts, idx)
 
 
-class MtlStrategy(Strategy):
+class MtlStrategy(_TorchSurrogate):
     """Multi-task surrogate: shared phi(x), one linear head per task, BLR head for the new task."""
 
     name = "mtl"
@@ -113,10 +128,9 @@ class MtlStrategy(Strategy):
         self.history: list[float] = []
         self.val_history: list[float] = []
 
-    def _fit(self) -> None:
+    def _train(self) -> None:
         X, z, tid = _task_rows(self.meta)
         train, val = _holdout_rows(len(z), self.holdout, self.seed)
-        torch.manual_seed(self.seed)
         T = self.meta.n_tasks
         self.phi = _Phi(X.shape[1], self.hidden)
         W = nn.Parameter(0.1 * torch.randn(T, self.hidden))
@@ -273,7 +287,7 @@ class _TransferSession(Session):
         return self._choose(expected_improvement(P.mean(0), P.std(0), _standardize(y).max()), pts, idx)
 
 
-class TransferStrategy(Strategy):
+class TransferStrategy(_TorchSurrogate):
     """Deep ensemble pretrained on pooled meta-train data, fine-tuned on the new task."""
 
     name = "transfer"
@@ -288,13 +302,12 @@ class TransferStrategy(Strategy):
         self.history: list[float] = []
         self.val_history: list[float] = []
 
-    def _fit(self) -> None:
+    def _train(self) -> None:
         meta = self.meta
         X, z, tid = _task_rows(meta)
         if meta.features is not None:
             X = np.hstack([X, meta.features[tid]])
         self.in_dim = X.shape[1]
-        torch.manual_seed(self.seed)
         net = BatchedMLP(self.K, self.in_dim, self.hidden)
         rng = np.random.default_rng(self.seed)
         # each member sees its own bootstrap of tasks: diversity that reflects task-to-task variation
