@@ -354,9 +354,11 @@ class PopulationResult:
     wall_s: float
 
 
-def _prototype(family: str, task: Task, config: Mapping[str, Any], seed: int) -> Classifier:
+def _prototype(family: str, task: Task, config: Mapping[str, Any], seed: int) -> tuple[Classifier, torch.Tensor]:
+    """A member's model as the sequential trainer builds it, and the random state right after
+    (where the sequential trainer's dropout stream starts); the caller's random state is untouched."""
     with seeded(seed):
-        return build_model(family, task.input_shape, task.n_classes, config)
+        return build_model(family, task.input_shape, task.n_classes, config), torch.get_rng_state()
 
 
 def _pools(model: Classifier) -> list[bool]:
@@ -467,8 +469,9 @@ def _train_sorted(members: Sequence[tuple[Task, Mapping[str, Any]]], epochs: int
     u_of = torch.tensor(u_list, device=dev)
     protos, states = [], []
     for task, c in members:
-        protos.append(_prototype(family, task, c, seed))
-        states.append(torch.get_rng_state())  # where the sequential trainer's dropout stream starts
+        proto, state = _prototype(family, task, c, seed)
+        protos.append(proto)
+        states.append(state)
     stack = _Stack(protos, family, _pools(protos[0]) if family != "mlp" else [], max(t.n_classes for t in tasks)).to(dev)
     G = len(members)
     opt = _PopulationOptimizer(stack.flat, configs, dev, stack.frozen_elements)

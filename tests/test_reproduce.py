@@ -9,7 +9,8 @@ import metahpo_utils.reproduce as R
 @pytest.mark.slow
 def test_main_job_end_to_end_and_reuse(tmp_path, monkeypatch):
     monkeypatch.setattr(R, "REPRODUCE", {"suite": "digits", "n_tasks": 5, "n_configs": 4, "epochs": 1, "seed": 0})
-    monkeypatch.setattr(R, "BENCHMARK", {"strategies": ["random", "portfolio"], "budget": 3, "seeds": 1, "holdout": "split"})
+    monkeypatch.setattr(R, "BENCHMARK", {"strategies": ["random", "portfolio", "adaptive-portfolio"], "budget": 3,
+                                         "seeds": 1, "holdout": "split", "nested": ["adaptive-portfolio"]})
     monkeypatch.setattr(R, "TUNING", {"strategies": ["random", "adaptive-portfolio"], "seeds": 1, "budget_trials": 2})
     logs: list[str] = []
     res = R.main_job(tmp_path / "runs", tmp_path / "figs", workers=1, log=logs.append)
@@ -19,6 +20,7 @@ def test_main_job_end_to_end_and_reuse(tmp_path, monkeypatch):
     assert not missing
     text = res["summary"].read_text()
     assert "| `portfolio` |" in text and "| `adaptive-portfolio` |" in text and "regret@1" in text
+    assert "| random, exact expectation |" in text and "chosen by nested cross-validation" in text
     assert (tmp_path / "runs" / "bench_digits" / "summary.json").exists()
     logs.clear()
     R.main_job(tmp_path / "runs", tmp_path / "figs", workers=1, log=logs.append)  # everything is reused
