@@ -76,12 +76,14 @@ def draw_curves(curves: Curves, ax=None, ylabel: str = "normalized regret", log:
     for s, m in curves.mean.items():
         st = style(s)
         ax.plot(curves.trials, m, color=st["color"], ls=st["ls"], label=s)
-        ax.fill_between(curves.trials, np.maximum(curves.low[s], 1e-6) if log else curves.low[s], curves.high[s],
-                        color=st["color"], alpha=0.12, lw=0)
+        ax.fill_between(curves.trials, curves.low[s], curves.high[s], color=st["color"], alpha=0.12, lw=0)
     for name, r in curves.reference.items():
         ax.plot(curves.trials[:len(r)], r, color="black", lw=0.8, ls=(0, (1, 1)), label=name)
     if log:
-        ax.set_yscale("log")
+        # symmetric log: logarithmic above 1e-3, linear down to 0, so a curve that reaches the
+        # optimum (regret 0) stays visible instead of dropping off a log axis
+        ax.set_yscale("symlog", linthresh=1e-3, linscale=0.5)
+        ax.set_ylim(bottom=0)
     ax.set_xlabel("trials")
     ax.set_ylabel(ylabel)
     n = len(curves.mean) + len(curves.reference)
