@@ -237,12 +237,10 @@ def _print_report(rep) -> None:  # noqa: ANN001
 
 
 def _cmd_collect(a: argparse.Namespace) -> int:
-    from .metadataset import collect, validate_store_file
+    from .metadataset import collect
     from .space import default_space, load_space
 
     check_output(a.store, "--store", "file")
-    if Path(a.store).exists():
-        validate_store_file(Path(a.store))
     space = load_space(a.space) if a.space else default_space()
     rep = collect(a.suite, n_tasks=a.tasks, n_configs=a.configs, epochs=a.epochs, store=a.store, seed=a.seed,
                   workers=a.workers, scheduler=a.scheduler, design=a.design, family=a.model, space=space,
@@ -263,15 +261,14 @@ def _cmd_export(a: argparse.Namespace) -> int:
     if a.format == "optuna":
         from .optuna_interop import to_optuna
 
-        check_output(a.out.split("sqlite:///", 1)[-1] if "://" not in a.out or a.out.startswith("sqlite:///") else None,
-                     "--out", "file")
+        local = a.out[len("sqlite:///"):] if a.out.startswith("sqlite:///") else (None if "://" in a.out else a.out)
+        check_output(local, "--out", "file")
         names = to_optuna(a.store, a.out, overwrite=a.overwrite)
         print(f"wrote {len(names)} studies to {a.out} (open with: optuna-dashboard {a.out if '://' in a.out else 'sqlite:///' + a.out})")
         return 0
-    from .metadataset import MetaDatasetStore, export_tables
+    from .metadataset import export_tables
 
     check_output(a.out, "--out")
-    MetaDatasetStore(a.store, readonly=True).close()  # refused untouched before anything is written
     paths = export_tables(a.store, a.out, a.format)
     for name, path in paths.items():
         print(f"wrote {name}: {path}")
@@ -559,8 +556,7 @@ COMMANDS = {"figures": _cmd_figures, "from-optuna": _cmd_from_optuna, "tune": _c
             "export": _cmd_export, "reproduce": _cmd_reproduce}
 
 #: Python argument names whose command-line flag is spelled differently.
-_ARG_ALIASES = {"n_tasks": "--tasks", "n_configs": "--configs", "budget_trials": "--budget-trials",
-                "budget_seconds": "--budget-seconds", "observations": "--observations"}
+_ARG_ALIASES = {"n_tasks": "--tasks", "n_configs": "--configs"}
 
 
 def translate(message: str, parser: argparse.ArgumentParser) -> str:

@@ -232,7 +232,7 @@ def train_config(task: Task, config: Mapping[str, Any], epochs: int = 10, seed: 
         The :class:`TrialResult`, with the trained model in ``.model``.
     """
     dev = resolve_device(device)
-    with seeded(seed, dev), torch_threads(SMALL_MODEL_THREADS):
+    with seeded(seed, dev):  # the Trainer runs on SMALL_MODEL_THREADS
         model = build_model(family, task.input_shape, task.n_classes, config)
         return fit(model, task, config, epochs, seed, dev)
 
@@ -302,7 +302,7 @@ def finetune(trunk: nn.Sequential, feature_dim: int, task: Task, config: Mapping
     as the fine-tuning learning rate).
     """
     dev = resolve_device(device)
-    with seeded(seed, dev), torch_threads(SMALL_MODEL_THREADS):
+    with seeded(seed, dev):
         model = Classifier(copy.deepcopy(trunk), feature_dim, task.n_classes)
         freeze_blocks(model.trunk, n_frozen)
         return fit(model, task, config, epochs, seed, dev)
