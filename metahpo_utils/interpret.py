@@ -252,8 +252,10 @@ def importance_vs_metafeatures(per_task: pd.DataFrame, task_features: pd.DataFra
         method: ``"spearman"``, ``"pearson"`` or ``"kendall"``.
 
     Returns:
-        Long table ``hyperparameter, meta_feature, rho, p_value, n`` (``rho`` NaN when fewer than
-        three tasks or a constant column).
+        Long table ``hyperparameter, meta_feature, rho, p_value, q_value, n`` (``rho`` NaN when fewer
+        than three tasks or a constant column). ``q_value`` is the Benjamini-Hochberg adjusted p-value
+        over every test in the table (``scipy.stats.false_discovery_control``): with dozens of
+        correlations from a few tasks, some raw p-values fall under 0.05 by chance alone.
     """
     from scipy import stats
 
@@ -279,7 +281,12 @@ def importance_vs_metafeatures(per_task: pd.DataFrame, task_features: pd.DataFra
                 res = tests[method](a, b)
                 rho, p = float(res[0]), float(res[1])
             rows.append({"hyperparameter": hp, "meta_feature": mf, "rho": rho, "p_value": p, "n": int(ok.sum())})
-    return pd.DataFrame(rows, columns=["hyperparameter", "meta_feature", "rho", "p_value", "n"])
+    out = pd.DataFrame(rows, columns=["hyperparameter", "meta_feature", "rho", "p_value", "n"])
+    tested = out["p_value"].notna()
+    out.insert(4, "q_value", math.nan)
+    if tested.any():
+        out.loc[tested, "q_value"] = stats.false_discovery_control(out.loc[tested, "p_value"].to_numpy(), method="bh")
+    return out
 
 
 # ---------------------------------------------------------------- 4. partial dependence

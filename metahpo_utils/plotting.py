@@ -458,11 +458,13 @@ def draw_importance(per_task: pd.DataFrame, ax=None):  # noqa: ANN001
 
 def draw_importance_vs_metafeatures(corr: pd.DataFrame, ax=None):  # noqa: ANN001
     """Heat map of Spearman rho (hyperparameter importance vs meta-feature over tasks), with * where
-    p < 0.05. ``corr``: long table ``hyperparameter``, ``meta_feature``, ``rho``, ``p_value``."""
+    the Benjamini-Hochberg adjusted p-value over all the map's tests (``q_value``) is below 0.05
+    (raw ``p_value`` when the table has no ``q_value``); the x-axis label says which."""
     import matplotlib.pyplot as plt
 
     piv = corr.pivot(index="hyperparameter", columns="meta_feature", values="rho")
-    pv = corr.pivot(index="hyperparameter", columns="meta_feature", values="p_value").reindex_like(piv)
+    which = "q_value" if "q_value" in corr else "p_value"
+    pv = corr.pivot(index="hyperparameter", columns="meta_feature", values=which).reindex_like(piv)
     if ax is None:
         _, ax = plt.subplots(figsize=(SIZES["page"][0], 0.3 * len(piv) + 1.2))
     im = ax.imshow(piv.to_numpy(float), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
@@ -475,6 +477,9 @@ def draw_importance_vs_metafeatures(corr: pd.DataFrame, ax=None):  # noqa: ANN00
         for j in range(piv.shape[1]):
             if pv.iat[i, j] < 0.05:
                 ax.text(j, i, "*", ha="center", va="center", fontsize=8)
+    n_tests = int(corr[which].notna().sum())
+    ax.set_xlabel("* " + (f"Benjamini-Hochberg q < 0.05 over {n_tests} tests" if which == "q_value"
+                          else "p < 0.05, uncorrected") + f" ({int(corr['n'].max())} tasks)")
     plt.colorbar(im, ax=ax, fraction=0.03, pad=0.02, label="Spearman rho")
     return ax
 

@@ -98,8 +98,14 @@ def test_per_task_importance_aggregation_and_planted_metafeature_relation(space)
     assert set(agg.index) == set(space.names) and (agg["n"] == 8).all()
 
     long = I.importance_vs_metafeatures(per_task, feats)  # feats has a task column, not an index
-    assert list(long.columns) == ["hyperparameter", "meta_feature", "rho", "p_value", "n"]
+    assert list(long.columns) == ["hyperparameter", "meta_feature", "rho", "p_value", "q_value", "n"]
     assert len(long) == 3 * 2
+    # Benjamini-Hochberg over the 6 tests: q = min over larger p of p * m / rank, never below p
+    p = long["p_value"].to_numpy()
+    order = np.argsort(p)
+    q = np.minimum.accumulate((p[order] * len(p) / np.arange(1, len(p) + 1))[::-1])[::-1]
+    np.testing.assert_allclose(long["q_value"].to_numpy()[order], np.minimum(q, 1.0))
+    assert (long["q_value"] >= long["p_value"] - 1e-15).all()
     row = long[(long.hyperparameter == "lr") & (long.meta_feature == "size")].iloc[0]
     assert row["rho"] > 0.8 and row["n"] == 8
     x_row = long[(long.hyperparameter == "x") & (long.meta_feature == "size")].iloc[0]
