@@ -168,7 +168,7 @@ def _drop_missing_values(df: pd.DataFrame, names: Sequence[str], dropped: dict[s
 def prepare(table: pd.DataFrame | str | Path, task_col: str = "task", objective: str = "objective",
             maximize: bool = True, space: SearchSpace | None = None, task_features: pd.DataFrame | None = None,
             budget: int | None = None, hyperparameters: Sequence[str] | None = None) -> BenchmarkData:
-    """Check and normalise a table for the benchmark (one clear error per problem).
+    """Check and normalize a table for the benchmark (one clear error per problem).
 
     The hyperparameters are the columns of ``space``, or the columns named in ``hyperparameters``
     (their space inferred), or else inferred from the table: every column that is not reserved

@@ -172,11 +172,7 @@ def _fig_rank_curves(tables, **kw):  # noqa: ANN001, ANN202
 
 
 def _curves_figure(results: pd.DataFrame, summary: dict, column: str, label: str, log: bool):  # noqa: ANN202
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=P.SIZES["page"])
-    P.draw_curves(P.benchmark_curves(results, column, summary), ax, label, log)
-    return fig
+    return P.curves_figure(P.benchmark_curves(results, column, summary), label, log)
 
 
 def _fig_equivalent_trials(tables, **kw):  # noqa: ANN001, ANN202

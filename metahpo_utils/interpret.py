@@ -178,7 +178,7 @@ def _evaluator(method: str, seed: int, kwargs: Mapping[str, Any] | None) -> Any:
 
 def importance(table: pd.DataFrame, space: SearchSpace, method: str = "fanova", seed: int = 0,
                evaluator_kwargs: Mapping[str, Any] | None = None) -> pd.Series:
-    """Hyperparameter importance on one task, normalised to sum 1.
+    """Hyperparameter importance on one task, normalized to sum 1.
 
     Args:
         table: one task's tidy rows (hyperparameter columns + ``objective``; NaN/failed rows dropped).
@@ -757,7 +757,7 @@ def why_proposal(strategy: Any, session: Session, top: int | None = 5, task_feat
             keeps its prior). A ``session.task_features`` attribute, if present, is used.
 
     Returns:
-        ``task``, ``weight`` (normalised over all meta-train tasks, before the ``top`` cut),
+        ``task``, ``weight`` (normalized over all meta-train tasks, before the ``top`` cut),
         ``best_objective`` and the task's best configuration (decoded, one column per
         hyperparameter), largest weight first. ``attrs["note"]`` says what the weights mean.
     """

@@ -67,7 +67,45 @@ def benchmark_curves(results: pd.DataFrame, column: str = "normalized_regret",
     return Curves(trials, mean, low, high, ref)
 
 
-def draw_curves(curves: Curves, ax=None, ylabel: str = "normalized regret", log: bool = True):  # noqa: ANN001
+#: The main comparison of the headline figures: the default strategy, the plain portfolio, the best-known
+#: peer (Syne Tune's zero-shot), random search and TPE; every other strategy goes to a second panel.
+MAIN_STRATEGIES = ("adaptive-portfolio", "portfolio", "st-zeroshot", "random", "tpe")
+
+
+def split_curves(curves: Curves, main: tuple[str, ...] = MAIN_STRATEGIES) -> tuple[Curves, Curves]:
+    """The main comparison and the rest, as two :class:`Curves`; random search (the baseline) and the
+    reference curves appear in both."""
+    def pick(names: list[str]) -> Curves:
+        return Curves(curves.trials, {s: curves.mean[s] for s in names}, {s: curves.low[s] for s in names},
+                      {s: curves.high[s] for s in names}, dict(curves.reference))
+
+    first = [s for s in curves.mean if s in main]
+    rest = [s for s in curves.mean if s not in main or s == "random"]
+    return pick(first), pick(rest)
+
+
+def draw_curves_panels(curves: Curves, axes, ylabel: str, log: bool, main: tuple[str, ...] = MAIN_STRATEGIES):  # noqa: ANN001
+    """Two panels side by side: the main comparison, then the other strategies (legends under each)."""
+    for ax, part, title in zip(axes, split_curves(curves, main), ("main comparison", "other strategies")):
+        draw_curves(part, ax, ylabel, log, legend="below")
+        ax.set_title(title)
+    axes[1].set_ylabel("")
+    return axes
+
+
+def curves_figure(curves: Curves, ylabel: str, log: bool):  # noqa: ANN201
+    """A page-wide two-panel figure of :class:`Curves` (see :func:`draw_curves_panels`)."""
+    import matplotlib.pyplot as plt
+
+    n = max(len(p.mean) + len(p.reference) for p in split_curves(curves))
+    fig, axes = plt.subplots(1, 2, figsize=(SIZES["page"][0], 2.6 + 0.16 * ((n + 1) // 2)), sharey=True,
+                             layout="constrained")
+    draw_curves_panels(curves, axes, ylabel, log)
+    return fig
+
+
+def draw_curves(curves: Curves, ax=None, ylabel: str = "normalized regret", log: bool = True,  # noqa: ANN001
+                legend: str = "right"):
     """Draw :class:`Curves` (mean line, shaded 95% interval, reference lines) and return the Axes."""
     import matplotlib.pyplot as plt
 
@@ -87,7 +125,10 @@ def draw_curves(curves: Curves, ax=None, ylabel: str = "normalized regret", log:
     ax.set_xlabel("trials")
     ax.set_ylabel(ylabel)
     n = len(curves.mean) + len(curves.reference)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 if n <= 8 else 2)
+    if legend == "below":
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize="small", frameon=False)
+    else:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 if n <= 8 else 2)
     return ax
 
 
@@ -195,8 +236,7 @@ def benchmark_figures(results: pd.DataFrame, out: str | Path, summary: dict | No
     with plt.style.context(STYLE):
         for column, name, label, log in (("normalized_regret", "regret_curves", "normalized regret", True),
                                          ("rank", "rank_curves", "average rank", False)):
-            fig, ax = plt.subplots(figsize=SIZES["page"])
-            draw_curves(benchmark_curves(results, column, summary), ax, label, log)
+            fig = curves_figure(benchmark_curves(results, column, summary), label, log)
             paths.update(savefig(fig, name, out))
             plt.close(fig)
     return paths
@@ -289,8 +329,8 @@ class Landscape:
     """Tasks x configurations, and accuracy against learning rate per task.
 
     Attributes:
-        matrix: ``(tasks, configs)`` min-max normalised objective (1 = the task's best), rows ordered
-            by the task's best learning rate, columns by mean normalised value (best first).
+        matrix: ``(tasks, configs)`` min-max normalized objective (1 = the task's best), rows ordered
+            by the task's best learning rate, columns by mean normalized value (best first).
         tasks, configs: the row and column labels (task names, config ids) in that order.
         best_lr: the best learning rate of each row's task.
         lr_curves: ``task``, ``lr`` (bin centre), ``objective`` (the best accuracy in that
@@ -326,7 +366,7 @@ def landscape_data(trials: pd.DataFrame, lr_bins: int = 8) -> Landscape:
 
 
 def draw_landscape(land: Landscape, axes=None, n_curves: int = 8):  # noqa: ANN001
-    """Left: heat map of normalised accuracy (tasks by best learning rate, configurations by mean
+    """Left: heat map of normalized accuracy (tasks by best learning rate, configurations by mean
     rank); right: best accuracy per learning-rate bin for ``n_curves`` tasks spread over that order,
     coloured by their best learning rate. Returns both Axes."""
     import matplotlib.pyplot as plt
@@ -336,11 +376,11 @@ def draw_landscape(land: Landscape, axes=None, n_curves: int = 8):  # noqa: ANN0
         _, axes = plt.subplots(1, 2, figsize=SIZES["page"], gridspec_kw={"width_ratios": [1.4, 1]}, layout="constrained")
     ax = axes[0]
     im = ax.imshow(land.matrix, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_xlabel("configuration (sorted by mean normalised accuracy)")
+    ax.set_xlabel("configuration (sorted by mean normalized accuracy)")
     ax.set_ylabel("task (sorted by best learning rate)")
     ax.set_yticks([])
     ax.grid(False)
-    plt.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="normalised accuracy")
+    plt.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="normalized accuracy")
     ax = axes[1]
     if len(land.lr_curves):
         pick = [land.tasks[i] for i in np.unique(np.linspace(0, len(land.tasks) - 1, n_curves).round().astype(int))]

@@ -146,3 +146,19 @@ def test_figures_reuse_benchmark_and_tuning_runs(tmp_path):
     written = make_figures(out=tmp_path / "f", benchmark=bench, only=("rank_curves", "equivalent_trials"), log=logs.append)
     assert set(written) == {"rank_curves", "equivalent_trials"}
     assert not any("running the replay benchmark" in line for line in logs)
+
+
+def test_headline_curves_split_into_main_comparison_and_the_rest():
+    trials = np.arange(1, 4)
+    names = ["random", "grid", "tpe", "portfolio", "adaptive-portfolio", "knn", "st-zeroshot", "mtl"]
+    ones = {n: np.ones(3) for n in names}
+    curves = P.Curves(trials, ones, ones, ones, {"random (exact expectation)": np.ones(3)})
+    main, rest = P.split_curves(curves)
+    assert list(main.mean) == ["random", "tpe", "portfolio", "adaptive-portfolio", "st-zeroshot"]
+    assert list(rest.mean) == ["random", "grid", "knn", "mtl"]  # the baseline stays in both panels
+    assert set(main.mean) | set(rest.mean) == set(names) and main.reference and rest.reference
+    fig = P.curves_figure(curves, "normalized regret", True)
+    assert len(fig.axes) == 2 and [a.get_title() for a in fig.axes] == ["main comparison", "other strategies"]
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    assert buf.tell() > 0

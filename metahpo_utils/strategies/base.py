@@ -40,10 +40,10 @@ class MetaData:
         tasks: task names (sorted).
         X: per task, encoded configurations ``(n_t, d)``.
         y: per task, raw objective values ``(n_t,)`` (higher is better).
-        yn: per task, min-max normalised values in [0, 1] (1 = the task's best).
+        yn: per task, min-max normalized values in [0, 1] (1 = the task's best).
         pct: per task, percentile ranks in [0, 1] (1 = the task's best, ties averaged).
         pool: union of the tasks' configurations, encoded ``(m, d)``.
-        Y: normalised value of every pool configuration on every task ``(T, m)``; where a task
+        Y: normalized value of every pool configuration on every task ``(T, m)``; where a task
             lacks a configuration, the value of its nearest evaluated configuration.
         features: standardised task meta-features ``(T, f)`` or ``None``; ``feature_names`` and the
             standardisation (``feature_mean``, ``feature_scale``) are kept to place new tasks.
@@ -134,7 +134,7 @@ class MetaData:
     def values_at(self, task: int, Xq: np.ndarray, utility: str = "regret") -> np.ndarray:
         """Values of task ``task`` at encoded points: exact where evaluated, else nearest.
 
-        ``utility``: ``regret`` (min-max normalised value, 1 - normalised regret), ``rank``
+        ``utility``: ``regret`` (min-max normalized value, 1 - normalized regret), ``rank``
         (percentile rank) or ``mixed`` (their mean); all are 1 at the task's best.
         """
         Xq = np.asarray(Xq, dtype=float).reshape(-1, self.space.dim)

@@ -12,13 +12,13 @@ from .baselines import OrderSession
 
 def greedy_portfolio(Y: np.ndarray, size: int, weights: np.ndarray | None = None,
                      start: np.ndarray | None = None) -> list[int]:
-    """Greedy portfolio (Wistuba et al. 2015; auto-sklearn 2.0) over normalised values.
+    """Greedy portfolio (Wistuba et al. 2015; auto-sklearn 2.0) over normalized values.
 
     Each step adds the configuration that most lowers the (weighted) mean over tasks of the
-    normalised regret ``1 - max over the portfolio``.
+    normalized regret ``1 - max over the portfolio``.
 
     Args:
-        Y: normalised values ``(tasks, configs)``, 1 = a task's best.
+        Y: normalized values ``(tasks, configs)``, 1 = a task's best.
         size: portfolio length.
         weights: task weights (uniform by default).
         start: per-task value already reached (zeros by default).
@@ -100,7 +100,7 @@ class AdaptivePortfolioStrategy(Strategy):
     ``late_temperature`` after (soft while evidence is thin, sharp once it is not); with
     meta-features, only the ``k_features`` nearest meta-train tasks count.
 
-    A meta-train task values a configuration by ``utility``: ``regret`` (1 - normalised regret,
+    A meta-train task values a configuration by ``utility``: ``regret`` (1 - normalized regret,
     as the plain portfolio), ``rank`` (its percentile rank, as Syne Tune's zero-shot), or
     ``mixed`` (their mean, the default: rank rewards hitting a task's very best configurations,
     regret keeps the distance to them). With ``utility="regret"``, no observations and no

@@ -188,7 +188,7 @@ class WarmStartCmaEsStrategy(Strategy):
     """Warm-starting CMA-ES (Nomura, Watanabe, Akimoto, Ozaki, Onishi; AAAI 2021).
 
     The source trials are configurations of the ``k`` meta-train tasks nearest in meta-features
-    (all tasks, equally weighted, without meta-features) with their normalised values; CMA-ES
+    (all tasks, equally weighted, without meta-features) with their normalized values; CMA-ES
     starts from the Gaussian fitted to their top 10% (``cmaes.get_warm_start_mgd``). Each source task
     contributes about ``max_source * weight`` configurations (at least ``min_per_task``), a
     rank-stratified subsample that always includes its best ones.
@@ -217,7 +217,7 @@ class WarmStartCmaEsStrategy(Strategy):
         return w
 
     def source_points(self, task_features: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        """Encoded source configurations ``(n, d)`` and their normalised values ``(n,)``."""
+        """Encoded source configurations ``(n, d)`` and their normalized values ``(n,)``."""
         meta = self._require_fit()
         w = self.source_weights(task_features)
         X, y = [], []

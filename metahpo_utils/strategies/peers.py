@@ -13,11 +13,11 @@ pulls in ``huggingface_hub``, which is only imported: nothing is downloaded).
 How the meta-data are handed over. Every searcher sees the space as the unit cube: one
 ``syne_tune.config_space.uniform(0, 1)`` per hyperparameter, named as in our space; the
 hyperparameters of each meta-train task are its encoded configurations and the objective is the
-task's min-max normalised value (``MetaData.yn``, 1 = the task's best) shaped
+task's min-max normalized value (``MetaData.yn``, 1 = the task's best) shaped
 ``(n, 1 seed, 1 fidelity, 1 objective)``. We maximise: ZeroShotTransfer and BoundingBox get
 ``do_minimize=False`` (0.16 has ``do_minimize``, not ``mode``); QuantileBasedSurrogateSearcher
 has no mode and minimises, so it gets the negated values (its Gaussian-copula transform is
-rank-based per task, so normalised or raw values give the same model).
+rank-based per task, so normalized or raw values give the same model).
 
 Syne Tune 0.16 details this adapter works around (checked in the installed source):
 
