@@ -78,3 +78,17 @@ def test_runs_top_to_bottom(path, tmp_path, monkeypatch):
             assert (tmp_path / "figures" / "notebooks" / f"{name}.{ext}").stat().st_size > 0, f"{name}.{ext}"
     views = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert len(views) >= WIDGETS.get(path.stem, 0)
+
+
+def test_no_widget_state_is_printed_as_if_live():
+    """A widget's state printed under it goes stale as soon as the reader moves a control: no cell that
+    builds a widget ends on one of its state attributes (each widget shows its own live table)."""
+    import ast
+
+    for path in NOTEBOOKS:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type != "code" or "W." not in cell.source:
+                continue
+            last = ast.parse(cell.source).body[-1]
+            assert not (isinstance(last, ast.Expr) and isinstance(last.value, ast.Attribute)), \
+                (path.stem, ast.unparse(last))
