@@ -440,7 +440,7 @@ def surrogate_predictor(strategy: Any, task_features: Any = None,
         observations: ``[(config, value), ...]`` of the new task (failures count as the worst seen).
             As in the sessions, fewer than two distinct values leave the prior unchanged.
 
-    Predictions are in the surrogate's standardised units (per-task standardised values), which
+    Predictions are in the surrogate's standardized units (per-task standardized values), which
     is all a PD plot needs.
     """
     from .strategies.surrogates import MtlStrategy, TransferStrategy
@@ -667,7 +667,7 @@ def _embed(Z: np.ndarray, method: str, seed: int) -> np.ndarray:
 
 def task_similarity(meta: Any, mtl: Any = None, method: str = "pca", seed: int = 0,
                     provenance: pd.DataFrame | None = None) -> pd.DataFrame:
-    """2-D map of the meta-train tasks: from their standardised meta-features and, with a fitted
+    """2-D map of the meta-train tasks: from their standardized meta-features and, with a fitted
     ``mtl`` strategy, from its per-task head weights.
 
     Args:

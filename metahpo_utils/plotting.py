@@ -430,7 +430,7 @@ def draw_meta_training(data: MetaTrainingCurves, ax=None):  # noqa: ANN001
             ax.plot(np.arange(1, len(c["val"]) + 1), c["val"], color=color, ls="--", label=f"{name} held-out")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (standardised values)")
+    ax.set_ylabel("MSE (accuracy standardized per task)")
     ax.legend()
     return ax
 
@@ -567,7 +567,7 @@ def draw_partial_dependence(pdp, ax=None, max_ice: int = 30, ylabel: bool = True
         ax.plot(x, pdp.pd, color="#D55E00", lw=1.8, label="partial dependence")
         _param_axis(ax.xaxis, ax.set_xscale, pdp, 0)
         ax.set_xlabel(pdp.params[0])
-        ax.set_ylabel("predicted value (standardised)" if ylabel else "")
+        ax.set_ylabel("predicted accuracy (standardized per task)" if ylabel else "")
         return ax
     xs = [np.arange(len(v)) if c else v for v, c in zip(pdp.values, pdp.categorical)]
     cs = ax.contourf(xs[0], xs[1], pdp.pd.T, levels=14, cmap="viridis")  # pd: (g_1, g_2), rows = first param

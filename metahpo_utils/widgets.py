@@ -294,7 +294,7 @@ class Surface:
     Attributes:
         x, y: the hyperparameters on the axes.
         x_encoded, y_encoded: the grid in the unit cube ``(g,)``; ``x_values``, ``y_values`` decoded.
-        mean, sd: predicted mean and sd ``(g_y, g_x)`` (rows: y), in the surrogate's standardised units.
+        mean, sd: predicted mean and sd ``(g_y, g_x)`` (rows: y), in the surrogate's standardized units.
         fixed: the configuration the other hyperparameters are held at.
         observed: the task's observations: encoded ``x``, ``y`` and ``objective``.
         proposal: the strategy's next configuration for the task; ``proposal_encoded`` its ``(x, y)``.
@@ -363,7 +363,7 @@ def draw_surface(surface: Surface, space: SearchSpace | None = None, fig=None): 
     fig = fig if fig is not None else _figure(SIZES["page"])
     axes = fig.subplots(1, 2, sharey=True)
     obs = surface.observed
-    for ax, values, title, cmap in ((axes[0], surface.mean, "predicted mean (standardised)", "viridis"),
+    for ax, values, title, cmap in ((axes[0], surface.mean, "predicted accuracy (standardized per task)", "viridis"),
                                    (axes[1], surface.sd, "predictive sd", "magma")):
         im = ax.imshow(values, origin="lower", extent=(0, 1, 0, 1), aspect="auto", cmap=cmap, interpolation="bilinear")
         fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02)

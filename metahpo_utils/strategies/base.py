@@ -45,8 +45,8 @@ class MetaData:
         pool: union of the tasks' configurations, encoded ``(m, d)``.
         Y: normalized value of every pool configuration on every task ``(T, m)``; where a task
             lacks a configuration, the value of its nearest evaluated configuration.
-        features: standardised task meta-features ``(T, f)`` or ``None``; ``feature_names`` and the
-            standardisation (``feature_mean``, ``feature_scale``) are kept to place new tasks.
+        features: standardized task meta-features ``(T, f)`` or ``None``; ``feature_names`` and the
+            standardization (``feature_mean``, ``feature_scale``) are kept to place new tasks.
     """
 
     def __init__(self, table: pd.DataFrame, space: SearchSpace, task_features: pd.DataFrame | None = None):
@@ -166,7 +166,7 @@ class MetaData:
         return self._index[task]
 
     def standardize_features(self, features: Mapping[str, float] | pd.Series | None) -> np.ndarray | None:
-        """A new task's meta-features on the meta-train standardisation (``None`` if unusable)."""
+        """A new task's meta-features on the meta-train standardization (``None`` if unusable)."""
         if features is None or self.features is None:
             return None
         f = pd.Series(features, dtype=float).reindex(self.feature_names)

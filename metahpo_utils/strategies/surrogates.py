@@ -7,7 +7,7 @@ head on phi whose prior is learned from the meta-train heads (mean and covarianc
 meta-feature similarity when given), and expected improvement picks the next configuration.
 
 ``transfer``: a deep ensemble pretrained on the pooled meta-train data (hyperparameters, and
-meta-features when given, -> per-task standardised value), then fine-tuned on the new task's
+meta-features when given, -> per-task standardized value), then fine-tuned on the new task's
 observations (L_TL, with a pull towards the pretrained weights); the ensemble spread is the
 uncertainty and expected improvement the acquisition.
 """
@@ -47,7 +47,7 @@ def _holdout_rows(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, tor
 
 
 def _task_rows(meta: MetaData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stacked meta-train rows: encoded x ``(N, d)``, per-task standardised value ``(N,)``, task id ``(N,)``."""
+    """Stacked meta-train rows: encoded x ``(N, d)``, per-task standardized value ``(N,)``, task id ``(N,)``."""
     X = np.concatenate(meta.X)
     z = np.concatenate([_standardize(y) for y in meta.yn])
     tid = np.concatenate([np.full(len(x), t) for t, x in enumerate(meta.X)])
