@@ -429,6 +429,7 @@ def draw_meta_training(data: MetaTrainingCurves, ax=None):  # noqa: ANN001
         if "val" in c:
             ax.plot(np.arange(1, len(c["val"]) + 1), c["val"], color=color, ls="--", label=f"{name} held-out")
     ax.set_yscale("log")
+    log_ticks(ax.yaxis)
     ax.set_xlabel("epoch")
     ax.set_ylabel("MSE (accuracy standardized per task)")
     ax.legend()
@@ -571,7 +572,7 @@ def draw_partial_dependence(pdp, ax=None, max_ice: int = 30, ylabel: bool = True
         return ax
     xs = [np.arange(len(v)) if c else v for v, c in zip(pdp.values, pdp.categorical)]
     cs = ax.contourf(xs[0], xs[1], pdp.pd.T, levels=14, cmap="viridis")  # pd: (g_1, g_2), rows = first param
-    plt.colorbar(cs, ax=ax, fraction=0.046, pad=0.02, label="predicted value")
+    plt.colorbar(cs, ax=ax, fraction=0.046, pad=0.02, label="predicted accuracy (standardized)")
     _param_axis(ax.xaxis, ax.set_xscale, pdp, 0)
     _param_axis(ax.yaxis, ax.set_yscale, pdp, 1)
     ax.set_xlabel(pdp.params[0])
@@ -580,12 +581,28 @@ def draw_partial_dependence(pdp, ax=None, max_ice: int = 30, ylabel: bool = True
     return ax
 
 
+def log_ticks(axis) -> None:  # noqa: ANN001
+    """One label style per log axis: plain numbers (0.4, 0.6, 1) when the data span less than two
+    decades, powers of ten (10^-5, 10^-3) otherwise; never a mix, never minor-tick labels such as
+    9x10^-1. Call after the data are drawn."""
+    from matplotlib.ticker import FormatStrFormatter, LogFormatterSciNotation, LogLocator, NullFormatter
+
+    lo, hi = sorted(abs(v) for v in axis.get_view_interval())
+    if lo > 0 and hi / lo < 100:
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FormatStrFormatter("%g"))
+    else:
+        axis.set_major_formatter(LogFormatterSciNotation())
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _param_axis(axis, set_scale, pdp, i: int) -> None:  # noqa: ANN001
     if pdp.categorical[i]:
         axis.set_ticks(range(len(pdp.values[i])))
         axis.set_ticklabels([str(v) for v in pdp.values[i]])
     elif pdp.log[i]:
         set_scale("log")
+        log_ticks(axis)
 
 
 def draw_mapping(md, ax=None):  # noqa: ANN001
@@ -603,8 +620,10 @@ def draw_mapping(md, ax=None):  # noqa: ANN001
     ax.plot(pred["feature"], pred["best"], color="#D55E00", lw=1.8, label="mapping prediction")
     if md.log:
         ax.set_yscale("log")
+        log_ticks(ax.yaxis)
     ax.set_xlabel(md.feature.replace("_", " "))
     ax.set_ylabel(f"best {md.hyperparameter}")
     plt.colorbar(sc, ax=ax, fraction=0.046, pad=0.02, label="best accuracy")
-    ax.legend(loc="best")
+    # below the axes, never on the dots
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2, fontsize="small", frameon=False)
     return ax

@@ -60,7 +60,7 @@ def _figure(size: tuple[float, float]):  # noqa: ANN202
 
 def _figure_output(fig) -> dict[str, Any]:  # noqa: ANN001
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=150, bbox_inches="tight")
     return {"output_type": "display_data",
             "data": {"image/png": base64.b64encode(buf.getvalue()).decode("ascii"), "text/plain": "<Figure>"},
             "metadata": {}}
@@ -391,7 +391,9 @@ def draw_surface(surface: Surface, space: SearchSpace | None = None, fig=None): 
             axis.set_ticklabels(labels)
         ax.set_xlabel(surface.x)
     axes[0].set_ylabel(surface.y)
-    axes[0].legend(loc="upper left", fontsize=6, framealpha=0.7)
+    # under the panels, off the heat maps
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3,
+               fontsize=7, frameon=False)
     fig.suptitle(f"{surface.task}{' (conditioned on observations)' if surface.conditioned else ''}", fontsize=8)
     return fig
 
@@ -627,7 +629,7 @@ def draw_replay(replay: Replay, fig=None):  # noqa: ANN001
     ax.set_ylabel(replay.column.replace("_", " "))
     seed = f", seed {replay.seed}" if replay.seed is not None else ""
     ax.set_title(f"{replay.task}{seed}: trial {replay.trial}", fontsize=8)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=6)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
     return fig
 
 
