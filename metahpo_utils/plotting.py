@@ -309,13 +309,19 @@ def draw_task_suite(view: SuiteView, fig=None):  # noqa: ANN001
             if j == 0:
                 ax.set_ylabel(name, fontsize=6, rotation=0, ha="right", va="center")
             axes.append(ax)
+    from matplotlib.ticker import MaxNLocator
+
     width = max(per, n_mf)
     for k, col in enumerate(view.metafeatures.columns):
-        ax = fig.add_subplot(gs[rows, k * width:(k + 1) * width])
+        # one grid column of gap between histograms, so neighbouring tick labels never collide
+        ax = fig.add_subplot(gs[rows, k * width:(k + 1) * width - (1 if width > 2 else 0)])
         v = view.metafeatures[col].dropna().to_numpy()
         integer = np.all(np.mod(v, 1) == 0) and np.ptp(v) <= 30
         bins = np.arange(v.min() - 0.5, v.max() + 1.5) if integer else 12
         ax.hist(v, bins=bins, color="#56B4E9", edgecolor="white", lw=0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(3))
+        ax.yaxis.set_major_locator(MaxNLocator(3, integer=True))
+        ax.tick_params(labelsize=6)
         ax.set_xlabel(col.replace("_", " "), fontsize=7)
         if k == 0:
             ax.set_ylabel("tasks")

@@ -178,6 +178,9 @@ def draw_task_view(view: TaskView, fig=None):  # noqa: ANN001
             v = view.metafeatures.get(col, math.nan)
             if np.isfinite(v):
                 ax.axvline(v, color="#D55E00", lw=1.2, label="this task")
+        marked = [ax for ax in axes[n_examples:] if ax.get_legend_handles_labels()[0]]
+        if marked:  # one legend for the orange lines, above the histograms (off the bars)
+            marked[0].legend(loc="lower left", bbox_to_anchor=(0.0, 1.02), fontsize=6, frameon=False)
         ax = right.subplots()
     else:  # draw_task_suite leaves its histogram row (the lower 1.6 / 2.6) empty: the bar chart goes there
         draw_task_suite(SuiteView(view.suite.examples, view.suite.kind, view.suite.metafeatures.iloc[:, :0]), fig)
