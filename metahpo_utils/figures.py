@@ -88,7 +88,7 @@ def make_figures(meta: Any = None, out: str | Path = "figures", benchmark: str |
         return cache[name]
 
     def surrogate_kw() -> dict[str, Any]:
-        return {"epochs": 100, "holdout": 0.2} if fast else {"holdout": 0.2}
+        return {"epochs": 200, "holdout": 0.2} if fast else {"holdout": 0.2}
 
     with plt.style.context(P.STYLE):
         for name in wanted:
@@ -157,7 +157,7 @@ def _benchmark(tables, cache, benchmark, fast, log, out, **_) -> tuple[pd.DataFr
     prov = tables.provenance
     splits = prov.assign(task=prov["task"].astype(str)).set_index("task")["split"] if "split" in prov else None
     holdout = "split" if splits is not None and (splits == "meta-test").any() else "kfold:5"
-    kw = {"mtl": {"epochs": 100}, "transfer": {"epochs": 100}} if fast else None
+    kw = {"mtl": {"epochs": 200}, "transfer": {"epochs": 200}} if fast else None
     res = run_benchmark(data, list(names), budget, seeds, holdout, splits=splits, progress=False, strategy_kwargs=kw)
     cache["benchmark"] = (res.results, res.summary)
     return cache["benchmark"]
