@@ -36,3 +36,11 @@ def cli_env():
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["OMP_NUM_THREADS"] = "1"
     return env
+
+
+def legends_clear_of_axes(fig) -> bool:  # noqa: ANN001
+    """Whether no legend of ``fig`` (axes or figure legends) overlaps the data area of any Axes."""
+    fig.canvas.draw()
+    legends = [a.get_legend() for a in fig.axes if a.get_legend() is not None] + list(fig.legends)
+    boxes = [a.get_window_extent() for a in fig.axes]
+    return all(not leg.get_window_extent().overlaps(box) for leg in legends for box in boxes)

@@ -162,3 +162,21 @@ def test_headline_curves_split_into_main_comparison_and_the_rest():
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     assert buf.tell() > 0
+
+
+def test_legends_sit_off_the_data():
+    from conftest import legends_clear_of_axes
+    from metahpo_utils.interpret import mapping_data
+    from metahpo_utils.tuning import fit_strategy
+
+    trials = np.arange(1, 6)
+    curves = P.Curves(trials, {s: np.linspace(0.5, 0.0, 5) for s in ("random", "adaptive-portfolio", "knn")},
+                      {s: np.zeros(5) for s in ("random", "adaptive-portfolio", "knn")},
+                      {s: np.ones(5) for s in ("random", "adaptive-portfolio", "knn")})
+    assert legends_clear_of_axes(P.curves_figure(curves, "normalized regret", True))
+    tables = default_metadataset("digits")
+    md = mapping_data(fit_strategy("mapping", tables), tables, "log_examples_per_class", "weight_decay")
+    fig, ax = plt.subplots(figsize=P.SIZES["column"], layout="constrained")
+    P.draw_mapping(md, ax)
+    assert legends_clear_of_axes(fig)
+    plt.close("all")

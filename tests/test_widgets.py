@@ -206,3 +206,10 @@ def test_importance_explorer_defaults_and_errors():
     assert w.selected == ["b", "c"] and w.importance["depth"] == pytest.approx(0.65)
     with pytest.raises(ValueError, match="numeric"):
         W.importance_explorer(per_task, props, properties=["base"])
+
+
+def test_landscape_legend_sits_under_the_heat_maps(mtl, tables):
+    from conftest import legends_clear_of_axes
+
+    surface = W.surface_data(mtl, tables.space, "lr", "weight_decay")
+    assert legends_clear_of_axes(W.draw_surface(surface, tables.space))
