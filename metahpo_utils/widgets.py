@@ -278,9 +278,13 @@ def _axis_ticks(space: SearchSpace, name: str, n: int = 5) -> tuple[np.ndarray, 
     dist = space.params[name]
     lo, hi = float(dist.low), float(dist.high)
     if dist.log:
-        vals = 10.0 ** np.arange(math.ceil(math.log10(lo) - 1e-9), math.floor(math.log10(hi) + 1e-9) + 1)
-        if len(vals) < 2:
-            vals = np.geomspace(lo, hi, n)
+        powers = np.arange(math.ceil(math.log10(lo) - 1e-9), math.floor(math.log10(hi) + 1e-9) + 1)
+        if len(powers) >= 2 and not isinstance(dist, IntDistribution):
+            # decades as powers of ten: one label style (never 0.001 next to 1e-05)
+            base, j = _center(space), space.names.index(name)
+            pos = np.array([space.encode({**base, name: 10.0 ** k})[j] for k in powers])
+            return pos, [f"$10^{{{int(k)}}}$" for k in powers]
+        vals = 10.0 ** powers if len(powers) >= 2 else np.geomspace(lo, hi, n)
     else:
         vals = np.linspace(lo, hi, n)
     if isinstance(dist, IntDistribution):
