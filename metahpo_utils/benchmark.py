@@ -276,7 +276,8 @@ def run_benchmark(data: BenchmarkData, strategies: Sequence[str], budget: int, s
     if budget < 1 or seeds < 1:
         raise BenchmarkError("budget= and seeds= must be at least 1")
     nested = dict(nested or {})
-    check_strategies(list(nested), "nested") if nested else None
+    if nested:
+        check_strategies(list(nested), "nested")
     fold_list = folds(data.tasks, holdout, splits=splits)
     kw = strategy_kwargs or {}
     rows, times = [], {s: [] for s in strategies}

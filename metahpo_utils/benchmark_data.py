@@ -44,13 +44,17 @@ class BenchmarkData:
     hyperparameters_from: str = "space"
     outcomes: list[str] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
+    _rows: dict[str, pd.DataFrame] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def tasks(self) -> list[str]:
         return sorted(self.table["task"].unique())
 
     def task_rows(self, task: str) -> pd.DataFrame:
-        return self.table[self.table["task"] == task].reset_index(drop=True)
+        """One task's rows (split from the table once; every replay of the task reads them)."""
+        if self._rows is None:
+            self._rows = {t: rows.reset_index(drop=True) for t, rows in self.table.groupby("task", sort=False)}
+        return self._rows[task]
 
     def describe(self) -> list[str]:
         """What was prepared, in lines a user reads before the run (hyperparameters, outcomes, drops)."""
