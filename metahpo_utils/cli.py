@@ -89,13 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("collect", help="collect a meta-dataset (tasks x configurations) into a SQLite store; re-running resumes")
     _suite_args(p)
     p.add_argument("--configs", type=_positive, default=64, help="configurations in the space-filling design")
-    p.add_argument("--epochs", type=_positive, default=None, help="training epochs per trial (default: the suite's, 10)")
+    p.add_argument("--epochs", type=_positive, default=None, help="training epochs per trial (default: the suite's: 10 images, 5 text)")
     p.add_argument("--store", required=True, help="SQLite store (created, or resumed)")
     p.add_argument("--workers", type=_positive, default=1, help="Dask LocalCluster worker processes (1 = in-process)")
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler, e.g. tcp://host:8786")
     p.add_argument("--design", choices=("sobol", "lhs", "random"), default="sobol")
     p.add_argument("--model", choices=FAMILIES, default=None, help="model family (default: the suite's)")
-    p.add_argument("--space", default=None, help="search space JSON (default: the built-in space)")
+    p.add_argument("--space", default=None, help="search space JSON (default: the suite's domain's space)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--max-trials", type=_positive, default=None, help="stop after this many new trials (re-run to continue)")
     p.add_argument("--trainer", choices=TRAINERS, default="population",
@@ -202,26 +202,27 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_suite(a: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .data.metafeatures import compute_metafeatures
     from .data.tasks import build_suite
+    from .domains import get_domain
 
     check_output(a.out, "--out", "file")
     suite = build_suite(a.suite, n_tasks=a.tasks, seed=a.seed, root=a.root, ways=a.ways, download=a.download)
+    domain = get_domain(suite.domain)
     rows = []
     for name in suite.task_names:
         split = suite.split_of(name)
         if a.split and split != a.split:
             continue
-        spec = suite.specs[name]
-        row = {"task": name, "split": split, "k": len(spec.classes), "n_per_class": spec.n_per_class,
-               "label_noise": spec.label_noise, "noise_std": spec.noise_std, "rotation": spec.rotation,
-               "downsample": spec.downsample, "imbalance": spec.imbalance}
+        recipe = suite.specs[name].to_dict()
+        recipe["k"] = len(recipe.pop("classes"))
+        recipe.pop("seed", None)
+        row = {"task": name, "split": split, **recipe}
         if a.metafeatures:
-            row.update(compute_metafeatures(suite.task(name), seed=a.seed))
+            row.update(domain.metafeatures(suite.task(name), seed=a.seed))
         rows.append(row)
     df = pd.DataFrame(rows)
     counts = {s: len(v) for s, v in suite.splits.items()}
-    print(f"suite {suite.name}: {len(suite)} tasks over '{suite.definition.base}' ({counts})")
+    print(f"suite {suite.name} ({suite.domain} domain): {len(suite)} tasks over '{suite.definition.base}' ({counts})")
     print(df.to_string(index=False, max_rows=200))
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
@@ -238,10 +239,10 @@ def _print_report(rep) -> None:  # noqa: ANN001
 
 def _cmd_collect(a: argparse.Namespace) -> int:
     from .metadataset import collect
-    from .space import default_space, load_space
+    from .space import load_space
 
     check_output(a.store, "--store", "file")
-    space = load_space(a.space) if a.space else default_space()
+    space = load_space(a.space) if a.space else None  # None: the suite's domain's space
     rep = collect(a.suite, n_tasks=a.tasks, n_configs=a.configs, epochs=a.epochs, store=a.store, seed=a.seed,
                   workers=a.workers, scheduler=a.scheduler, design=a.design, family=a.model, space=space,
                   root=a.root, ways=a.ways, download=a.download, progress=not a.no_progress, device=a.device, max_trials=a.max_trials,

@@ -107,16 +107,19 @@ def make_figures(meta: Any = None, out: str | Path = "figures", benchmark: str |
 def _fig_task_suite(tables, log, seed, **_):  # noqa: ANN001, ANN202
     import matplotlib.pyplot as plt
 
-    from .data.tasks import SUITES, build_suite
+    from .choices import SUITE_NAMES
+    from .data.tasks import build_suite
+    from .domains import domain_of_suite
 
     m = tables.meta
-    if m.get("suite") not in SUITES:
+    if m.get("suite") not in SUITE_NAMES:
         log("figure task_suite: skipped (the meta-dataset does not come from a built-in suite)")
         return None
     suite = build_suite(m["suite"], n_tasks=m.get("n_tasks"), seed=m.get("seed", 0))
     names = [suite.splits[s][0] for s in ("meta-train", "meta-val", "meta-test")] + [suite.splits["meta-train"][1]]
     feats = _features(tables)
-    view = P.task_suite_data([suite.task(n) for n in names], feats if feats is not None else pd.DataFrame(index=names))
+    view = P.task_suite_data([suite.task(n) for n in names], feats if feats is not None else pd.DataFrame(index=names),
+                             features=domain_of_suite(m["suite"]).suite_features)
     fig = plt.figure(figsize=(P.SIZES["page"][0], 0.75 * len(names) + 1.6))
     P.draw_task_suite(view, fig)
     return fig

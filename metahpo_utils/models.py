@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from .choices import FAMILIES
+from .choices import VISION_FAMILIES as FAMILIES
 from .errors import MetahpoError
 
 

@@ -24,6 +24,11 @@ STRATEGY_STYLES: dict[str, dict[str, str]] = {
     "mtl": {"color": _OKABE_ITO[0], "ls": "-"}, "transfer": {"color": "#17becf", "ls": "-"},
     "st-zeroshot": {"color": "#9467bd", "ls": "-."}, "st-boundingbox": {"color": "#bcbd22", "ls": "-."},
     "st-quantile": {"color": "#e377c2", "ls": "-."},
+    # the arms of the cross-domain experiment (metahpo_utils.crossdomain)
+    "own domain": {"color": _OKABE_ITO[2], "ls": "-"}, "own domain, shared hps": {"color": _OKABE_ITO[2], "ls": "--"},
+    "other domain": {"color": _OKABE_ITO[5], "ls": "-"}, "other domain + guard": {"color": _OKABE_ITO[0], "ls": "-"},
+    "other domain + guard (observations only)": {"color": _OKABE_ITO[0], "ls": ":"},
+    "both domains": {"color": _OKABE_ITO[4], "ls": "-."},
 }
 
 
@@ -275,7 +280,7 @@ def task_suite_data(tasks, metafeatures: pd.DataFrame, per_task: int = 6,  # noq
         rest = [i for i in range(len(y)) if i not in set(first)]
         idx = (first + rest)[:per_task]
         kind = task.kind
-        inputs = X[idx, 0]  # (n, H, W) or (n, L)
+        inputs = X[idx] if kind == "text" else X[idx, 0]  # (n, H, W), (n, L) signals or (n, L) character ids
         examples.append((task.name, inputs, [task.classes[int(y[i])] for i in idx]))
     mf = metafeatures.set_index("task") if "task" in metafeatures.columns else metafeatures
     cols = [c for c in features if c in mf.columns]
@@ -301,6 +306,11 @@ def draw_task_suite(view: SuiteView, fig=None):  # noqa: ANN001
                 ax.set_xticks([])
                 ax.set_yticks([])
                 ax.set_frame_on(False)
+            elif view.kind == "text":  # what the model reads: a strip of character ids (rarer = brighter)
+                ids = inputs[j][inputs[j] > 0]
+                ax.imshow(np.log1p(ids)[None, :], aspect="auto", cmap="viridis", vmin=0, vmax=np.log1p(4000))
+                ax.set_xlim(-0.5, inputs.shape[1] - 0.5)
+                ax.axis("off")
             else:
                 ax.plot(inputs[j], lw=0.8, color="#0072B2")
                 ax.axis("off")
@@ -632,4 +642,59 @@ def draw_mapping(md, ax=None):  # noqa: ANN001
     plt.colorbar(sc, ax=ax, fraction=0.046, pad=0.02, label="best accuracy")
     # below the axes, never on the dots
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2, fontsize="small", frameon=False)
+    return ax
+
+
+# ---------------------------------------------------------------- transfer across domains
+def cross_domain_figure(results: pd.DataFrame, summary: dict):  # noqa: ANN201
+    """Left: regret curves of the arms of :func:`metahpo_utils.crossdomain.cross_domain_benchmark`
+    (95% intervals over tasks); right: regret at 1, 5, 10 and 25 trials per arm with those intervals."""
+    import matplotlib.pyplot as plt
+
+    curves = benchmark_curves(results, summary=summary)
+    fig, axes = plt.subplots(1, 2, figsize=(SIZES["page"][0], 3.6), layout="constrained",
+                             gridspec_kw={"width_ratios": [1.3, 1]})
+    draw_curves(curves, axes[0], log=True, legend="below")
+    cd = summary.get("cross_domain", {})
+    axes[0].set_title(f"{cd.get('target_suite', 'target')} meta-test tasks, strategy fitted on ...", fontsize=8)
+    draw_cross_domain_bars(summary, axes[1])
+    return fig
+
+
+def cross_domain_bars_data(summary: dict, at: tuple[int, ...] = (1, 5, 10, 25)) -> pd.DataFrame:
+    """``arm``, ``trial``, ``regret``, ``low``, ``high`` from a cross-domain ``summary.json``."""
+    rows = []
+    for arm, v in summary["strategies"].items():
+        for k in at:
+            if str(k) in v["regret"] and v["regret"][str(k)] is not None:
+                lo, hi = v["regret_ci"][str(k)]
+                rows.append({"arm": arm, "trial": k, "regret": v["regret"][str(k)], "low": lo, "high": hi})
+    return pd.DataFrame(rows)
+
+
+def draw_cross_domain_bars(summary: dict, ax=None):  # noqa: ANN001
+    """Grouped bars: one group per reported trial, one bar per arm (colour as in the curves)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=SIZES["column"])
+    df = cross_domain_bars_data(summary)
+    arms = list(dict.fromkeys(df["arm"]))
+    ks = sorted(df["trial"].unique())
+    w = 0.8 / len(arms)
+    for j, arm in enumerate(arms):
+        d = df[df["arm"] == arm].set_index("trial").reindex(ks)
+        x = np.arange(len(ks)) + (j - (len(arms) - 1) / 2) * w
+        st = style(arm)
+        ax.bar(x, d["regret"], w, color=st["color"], alpha=0.85, hatch="//" if st["ls"] != "-" else None,
+               edgecolor="white", lw=0.3)
+        ax.errorbar(x, d["regret"], yerr=[d["regret"] - d["low"], d["high"] - d["regret"]], fmt="none",
+                    ecolor="black", elinewidth=0.6, capsize=1.2)
+    ax.set_xticks(np.arange(len(ks)))
+    ax.set_xticklabels([f"{k} trial{'s' if k > 1 else ''}" for k in ks])
+    ax.set_yscale("symlog", linthresh=1e-2, linscale=0.5)
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("normalized regret")
+    ax.set_title("regret by budget (bars: arms as on the left)", fontsize=8)
+    ax.grid(axis="x", visible=False)
     return ax

@@ -129,6 +129,10 @@ class Trainer:
         self.Xva, self.yva = task.X_val.to(device), task.y_val.to(device)
         self.opt = make_optimizer([p for p in model.parameters() if p.requires_grad], config)
         self.bs = int(config.get("batch_size", 32))
+        # linear learning-rate warm-up over the first ``warmup_steps`` optimizer steps (0: none)
+        self.warmup = int(config.get("warmup_steps", 0))
+        self.base_lrs = [g["lr"] for g in self.opt.param_groups]
+        self.steps = 0
         self.g = torch.Generator().manual_seed(seed + 1)
         self.curve: list[float] = []
         self.val_loss: list[float] = []
@@ -181,7 +185,14 @@ class Trainer:
                 return
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if self.steps < self.warmup:
+                for group, lr in zip(opt.param_groups, self.base_lrs):
+                    group["lr"] = lr * (self.steps + 1) / self.warmup
+            elif self.steps == self.warmup and self.warmup:
+                for group, lr in zip(opt.param_groups, self.base_lrs):
+                    group["lr"] = lr
             opt.step()
+            self.steps += 1
             total += lv * len(idx)
             seen += len(idx)
         acc, vl = evaluate(model, self.Xva, self.yva)
@@ -222,7 +233,7 @@ def train_config(task: Task, config: Mapping[str, Any], epochs: int = 10, seed: 
     Args:
         task: the task (train / val / test tensors).
         config: hyperparameters (``lr``, ``weight_decay``, ``batch_size``, ``width``, ``depth``,
-            ``dropout``, ``optimizer``, ``momentum``); missing ones take defaults.
+            ``dropout``, ``optimizer``, ``momentum``, optionally ``warmup_steps``); missing ones take defaults.
         epochs: training epochs.
         seed: seed of initialisation, shuffling and dropout.
         family: model family (``mlp``, ``cnn2d``, ``cnn1d``).

@@ -24,15 +24,15 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .data.metafeatures import compute_metafeatures
-from .data.tasks import SUITES, Task, TaskError, build_suite
+from .choices import SUITE_NAMES
+from .data.tasks import Task, TaskError, build_suite
+from .domains import domain_of_meta, domain_of_task
 from .benchmark import run_seed
 from .errors import MetahpoError
 from .metadataset import MetaDatasetStore, MetaTables, default_metadataset, load_exported
-from .models import build_model
 from .space import SearchSpace
 from .strategies import Strategy, make_strategy
-from .training import Trainer, TrialResult, majority_accuracy, resolve_device, seeded, train_config
+from .training import Trainer, TrialResult, majority_accuracy, resolve_device
 
 #: How successive halving is asked for.
 MULTI_FIDELITY = (None, "sh")
@@ -52,8 +52,9 @@ def resolve_task(source: Any, root: str | os.PathLike | None = None, val_fractio
         source: a :class:`Task`; the name of a built-in suite task (``"digits-007"``); a folder of
             images in torchvision ``ImageFolder`` layout (one sub-folder per class); the name of a
             torchvision dataset found under ``root`` (``"fashionmnist"``, never downloaded); a tuple
-            ``(X, y)`` or ``(X, y, X_val, y_val)``; or a dict with ``X``, ``y`` and optionally
-            ``X_val``, ``y_val``, ``X_test``, ``y_test`` (numpy arrays or tensors).
+            ``(X, y)`` or ``(X, y, X_val, y_val)``; a dict with ``X``, ``y`` and optionally
+            ``X_val``, ``y_val``, ``X_test``, ``y_test`` (numpy arrays or tensors); or a dict with
+            ``texts`` and ``labels`` (and optionally ``texts_val``, ``labels_val``): a text task.
         root: root folder of a torchvision dataset.
         val_fraction: share split off for validation (and again for test) when not given.
         seed: seed of those splits.
@@ -63,9 +64,19 @@ def resolve_task(source: Any, root: str | os.PathLike | None = None, val_fractio
     """
     if isinstance(source, Task):
         return source
+    if isinstance(source, Mapping) and "texts" in source:
+        from .domains.text import TextTask
+
+        if "labels" not in source:
+            raise TuneError(f"task: a dict of texts needs keys 'texts' and 'labels' (got {sorted(source)})")
+        try:
+            return TextTask.from_texts(source["texts"], source["labels"], source.get("texts_val"), source.get("labels_val"),
+                                       name=source.get("name", "user-text"), val_fraction=val_fraction, seed=seed)
+        except TaskError as err:
+            raise TuneError(str(err)) from None
     if isinstance(source, Mapping):
         if "X" not in source or "y" not in source:
-            raise TuneError(f"task: a dict needs keys 'X' and 'y' (got {sorted(source)})")
+            raise TuneError(f"task: a dict needs keys 'X' and 'y' (or 'texts' and 'labels'; got {sorted(source)})")
         kw = {k: source[k] for k in ("X_val", "y_val", "X_test", "y_test") if k in source}
         return _from_arrays(source["X"], source["y"], kw, source.get("name", "user-task"), val_fraction, seed)
     if isinstance(source, (tuple, list)):
@@ -76,7 +87,7 @@ def resolve_task(source: Any, root: str | os.PathLike | None = None, val_fractio
     if isinstance(source, (str, os.PathLike)):
         text = str(source)
         suite = text.rsplit("-", 1)[0]
-        if suite in SUITES and text.rsplit("-", 1)[-1].isdigit():
+        if suite in SUITE_NAMES and text.rsplit("-", 1)[-1].isdigit():
             s = build_suite(suite, n_tasks=n_tasks, seed=suite_seed, root=None if root is None else str(root))
             if text not in s.specs:
                 raise TuneError(f"task: suite '{suite}' ({len(s)} tasks) has no task '{text}'")
@@ -270,8 +281,13 @@ def tune(task_or_data: Any, strategy: str | Strategy = "adaptive-portfolio", bud
     epochs = int(epochs if epochs is not None else tables.meta.get("epochs", 10))
     if epochs < 1:
         raise TuneError(f"tune: epochs must be at least 1 (got {epochs})")
-    family = family or tables.meta.get("family") or ("cnn2d" if task.kind == "image" else "mlp")
-    mf = compute_metafeatures(task, seed=seed) if use_metafeatures and fitted.meta_learned else None
+    domain = domain_of_task(task)
+    stored = domain_of_meta(tables.meta)
+    if stored.name != domain.name and not getattr(fitted, "cross_domain", False):
+        raise TuneError(f"tune: the meta-dataset was collected in the '{stored.name}' domain but task '{task.name}' "
+                        f"is a '{domain.name}' task (use a {domain.name} meta-dataset, or a CrossDomainStrategy)")
+    family = family or (tables.meta.get("family") if stored.name == domain.name else None) or domain.default_family(task)
+    mf = domain.metafeatures(task, seed=seed) if use_metafeatures and fitted.meta_learned else None
     session = fitted.start(space, task_features=mf, seed=seed if session_seed is None else session_seed)
     loop = _Loop(task, space, session, epochs, seed, family, resolve_device(device), budget_trials, budget_seconds, callback)
     if multi_fidelity == "sh":
@@ -307,9 +323,8 @@ class _Loop:
         return bool(self.stopped_by)
 
     def trainer(self, config: Mapping[str, Any]) -> Trainer:
-        with seeded(self.seed, self.device):  # the trainer keeps this state; the caller's is restored
-            model = build_model(self.family, self.task.input_shape, self.task.n_classes, config)
-            return Trainer(model, self.task, config, self.seed, self.device)
+        # the task's domain builds the model under the seed; the trainer keeps that random state
+        return domain_of_task(self.task).trainer(self.task, config, self.seed, self.family, self.device)
 
     def record(self, config: dict[str, Any], res: TrialResult, rung: int | None = None, row: dict[str, Any] | None = None) -> None:
         """Add (or, for a promoted configuration, update) its history row and the best model."""
@@ -465,7 +480,9 @@ def _test_of_best(h: pd.DataFrame, epochs: int) -> list[float]:
 
 def _warm_up(task: Task, tables: MetaTables, device: str | None) -> None:
     """One untimed training first, so the first timed run does not pay torch's start-up."""
-    train_config(task, tables.space.design(1, seed=0)[0], epochs=1, family=tables.meta.get("family", "mlp"), device=device)
+    domain = domain_of_task(task)
+    family = tables.meta.get("family") if domain_of_meta(tables.meta).name == domain.name else None
+    domain.train(task, tables.space.design(1, seed=0)[0], epochs=1, family=family or domain.default_family(task), device=device)
 
 
 def comparison_summary(results: pd.DataFrame, seconds: Sequence[float] | None = None) -> pd.DataFrame:

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from .plotting import SIZES, STYLE, SUITE_FEATURES, SuiteView, draw_importance, draw_task_suite, style, task_suite_data
+from .plotting import SIZES, STYLE, SuiteView, draw_importance, draw_task_suite, style, task_suite_data
 from .space import SearchSpace
 
 __all__ = [
@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 #: Suites built without any download.
-LOCAL_SUITES = ("digits", "mnist5k", "mnist1d")
+LOCAL_SUITES = ("digits", "mnist5k", "mnist1d", "text", "sentiment", "postag")
 
 
 # ---------------------------------------------------------------- shared plumbing
@@ -141,28 +141,35 @@ class TaskView:
     metafeatures: dict[str, float]
     recipe: dict[str, Any] = field(default_factory=dict)
     in_suite: bool = False
+    texts: pd.DataFrame | None = None  # text tasks: a few training texts and their labels
 
 
 def task_view(task, suite_metafeatures: pd.DataFrame | None = None, per_task: int = 8,  # noqa: ANN001
-              features: Sequence[str] = SUITE_FEATURES, seed: int = 0) -> TaskView:
+              features: Sequence[str] | None = None, seed: int = 0) -> TaskView:
     """Build the :class:`TaskView` of a :class:`~metahpo_utils.data.tasks.Task`.
 
     Args:
         suite_metafeatures: meta-features of the task's suite (indexed by task or with a ``task``
             column) for the histograms; ``None``: only this task's.
         per_task: example inputs shown.
-        features: meta-features with a histogram.
+        features: meta-features with a histogram (default: the task's domain's).
         seed: seed of the meta-features' landmarkers.
     """
-    from .data.metafeatures import compute_metafeatures
+    from .domains import domain_of_task
 
-    mf = compute_metafeatures(task, seed=seed)
+    domain = domain_of_task(task)
+    features = domain.suite_features if features is None else features
+    mf = domain.metafeatures(task, seed=seed)
     table = pd.DataFrame([mf], index=pd.Index([task.name], name="task")) if suite_metafeatures is None else suite_metafeatures
     view = task_suite_data([task], table, per_task=per_task, features=tuple(features))
     y = task.y_train.numpy()
     counts = pd.Series(np.bincount(y, minlength=task.n_classes), index=[str(c) for c in task.classes], name="examples")
     recipe = {"k": task.n_classes, **{k: v for k, v in dict(task.provenance).items() if not isinstance(v, (list, tuple, dict))}}
-    return TaskView(task.name, view, counts, mf, recipe, suite_metafeatures is not None)
+    texts = None
+    if getattr(task, "texts", None):
+        texts = pd.DataFrame({"label": [task.classes[int(v)] for v in y[:per_task]],
+                              "text": [task.readable(t) for t in task.texts["train"][:per_task]]})
+    return TaskView(task.name, view, counts, mf, recipe, suite_metafeatures is not None, texts)
 
 
 def draw_task_view(view: TaskView, fig=None):  # noqa: ANN001
@@ -252,12 +259,15 @@ class TaskExplorer(_Explorer):
         name = self.suite.value
         self.view = task_view(self._suite(name).task(self.task.value), self._suite_table(name), self.per_task)
         self.current, self.metafeatures = self.view.name, self.view.metafeatures
-        self._show(draw_task_view, self.view, [pd.DataFrame({"meta-feature": self.metafeatures}),
-                                               pd.DataFrame({"recipe": self.view.recipe})])
+        tables = [pd.DataFrame({"meta-feature": self.metafeatures}), pd.DataFrame({"recipe": self.view.recipe})]
+        if self.view.texts is not None:  # the browser shows the characters a figure font may lack
+            tables.append(self.view.texts)
+        self._show(draw_task_view, self.view, tables)
 
 
 def task_explorer(suite: str = "digits", n_tasks: int | None = None, seed: int = 0, **kwargs: Any) -> TaskExplorer:
-    """Dropdowns ``suite`` (digits, mnist5k, mnist1d: no download) and ``task``; shows example inputs,
+    """Dropdowns ``suite`` (digits, mnist5k, mnist1d, and the text suites: no download) and ``task``;
+    shows example inputs (for text: the character ids a model reads, and the texts below),
     the class balance, the meta-features (and where the task sits in the suite when its committed
     meta-dataset is known) and the task's recipe. ``kwargs``: ``suites``, ``per_task``,
     ``suite_metafeatures`` (suite name -> meta-feature table)."""

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import MetahpoError
-from .datasets import BaseDataset, DatasetError, load_dataset
+from .datasets import BaseDataset, load_dataset
 
 
 class TaskError(MetahpoError, ValueError):
@@ -91,6 +91,11 @@ class Task:
     @property
     def kind(self) -> str:
         return "image" if self.X_train.dim() == 4 else "signal"
+
+    @property
+    def domain(self) -> str:
+        """The domain plug-in that trains this task (:mod:`metahpo_utils.domains`)."""
+        return "vision"
 
     @classmethod
     def from_arrays(
@@ -344,11 +349,12 @@ class Suite:
 
     name: str
     seed: int
-    specs: dict[str, TaskSpec]  # task name -> recipe, in order
+    specs: dict[str, Any]  # task name -> recipe (TaskSpec, or the domain's own), in order
     splits: dict[str, list[str]]
-    definition: SuiteDef
+    definition: Any  # SuiteDef, or the domain's own suite defaults
     root: str | None = None
     ways: tuple[int, int] | None = None
+    domain: str = "vision"
     _cache: dict[str, Task] = field(default_factory=dict, repr=False)
 
     @property
@@ -363,7 +369,9 @@ class Suite:
         if name not in self.specs:
             raise TaskError(f"suite '{self.name}' has no task '{name}'")
         if name not in self._cache:
-            self._cache[name] = make_task(self.specs[name], name=name, root=self.root)
+            from ..domains import get_domain
+
+            self._cache[name] = get_domain(self.domain).make_task(self.specs[name], name, self.root)
         return self._cache[name]
 
     def split_of(self, name: str) -> str:
@@ -383,7 +391,8 @@ def build_suite(name: str, n_tasks: int | None = None, seed: int = 0, root: str 
     """Build a named suite deterministically.
 
     Args:
-        name: a key of :data:`SUITES` (``digits``, ``mnist5k``, ``mnist1d``; torchvision ones need ``root``).
+        name: a suite of any domain (:data:`metahpo_utils.choices.SUITE_NAMES`): a key of :data:`SUITES`
+            (``digits``, ``mnist5k``, ``mnist1d``; torchvision ones need ``root``) or a text suite.
         n_tasks: number of tasks (default: the suite's, at least 40).
         seed: suite seed; task i gets a seed derived from (seed, i).
         root: root folder of a torchvision base dataset.
@@ -394,8 +403,18 @@ def build_suite(name: str, n_tasks: int | None = None, seed: int = 0, root: str 
     Returns:
         The :class:`Suite` (tasks are built lazily).
     """
-    if name not in SUITES:
-        raise DatasetError(f"unknown suite '{name}' (available: {', '.join(SUITES)})")
+    if name not in SUITES:  # a suite of another domain (text, ...), or an unknown name
+        from ..domains import domain_of_suite
+
+        return domain_of_suite(name).build_suite(name, n_tasks=n_tasks, seed=seed, root=root, ways=ways,
+                                                 download=download, split_fractions=split_fractions)
+    return _build_image_suite(name, n_tasks, seed, root, ways, download, split_fractions)
+
+
+def _build_image_suite(name: str, n_tasks: int | None, seed: int, root: str | None,
+                       ways: int | tuple[int, int] | None, download: bool,
+                       split_fractions: tuple[float, float, float]) -> Suite:
+    """The image / vector suites (the ``vision`` domain's :meth:`build_suite`)."""
     sdef = SUITES[name]
     n = sdef.default_tasks if n_tasks is None else int(n_tasks)
     if n < 3:
@@ -412,17 +431,21 @@ def build_suite(name: str, n_tasks: int | None = None, seed: int = 0, root: str 
         task_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
         flags = perturbation_flags(i, seed, image=base.kind == "image")
         specs[f"{name}-{i:03d}"] = sample_spec(base, sdef, task_seed, ways, flags)
-    names = list(specs)
+    return Suite(name, seed, specs, split_names(list(specs), seed, split_fractions), sdef, root, ways)
+
+
+def split_names(names: list[str], seed: int, split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> dict[str, list[str]]:
+    """Seeded meta-train / meta-val / meta-test split of a suite's task names (every domain's suites)."""
+    n = len(names)
     order = np.random.default_rng(seed).permutation(n)
     n_val = max(1, int(round(split_fractions[1] * n)))
     n_test = max(1, int(round(split_fractions[2] * n)))
     n_train = n - n_val - n_test
-    splits = {
+    return {
         "meta-train": sorted(names[i] for i in order[:n_train]),
         "meta-val": sorted(names[i] for i in order[n_train:n_train + n_val]),
         "meta-test": sorted(names[i] for i in order[n_train + n_val:]),
     }
-    return Suite(name, seed, specs, splits, sdef, root, ways)
 
 
 def get_tasksets(name: str, n_tasks: int | None = None, seed: int = 0, **kwargs: Any) -> dict[str, list[Task]]:

@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from .base import MetaData, Session, Strategy, StrategyError
 from .baselines import GridStrategy, RandomStrategy, TaskSetStrategy
+from .cross_domain import CrossDomainStrategy, shared_space
 from .meta import AdaptivePortfolioStrategy, KnnStrategy, MappingStrategy, PortfolioStrategy, greedy_portfolio
 from .surrogates import MtlStrategy, TransferStrategy
 
@@ -41,4 +42,4 @@ def make_strategy(name: str, **kwargs: Any) -> Strategy:
 
 __all__ = ["MetaData", "Session", "Strategy", "StrategyError", "STRATEGIES", "make_strategy", "greedy_portfolio",
            "GridStrategy", "RandomStrategy", "TaskSetStrategy", "PortfolioStrategy", "AdaptivePortfolioStrategy",
-           "KnnStrategy", "MappingStrategy", "MtlStrategy", "TransferStrategy"]
+           "KnnStrategy", "MappingStrategy", "MtlStrategy", "TransferStrategy", "CrossDomainStrategy", "shared_space"]

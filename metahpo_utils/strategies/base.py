@@ -195,13 +195,46 @@ class MetaData:
         T = self.n_tasks
         if len(y_obs) < 2 or np.ptp(y_obs) == 0:
             return np.full(T, 1.0 / T)
+        tau = self.rank_agreement(X_obs, y_obs)
+        w = np.exp((tau - tau.max()) / temperature)
+        return w / w.sum()
+
+    def rank_agreement(self, X_obs: np.ndarray, y_obs: np.ndarray) -> np.ndarray:
+        """Per meta-train task, the Kendall-style agreement in [-1, 1] between its order of the observed
+        configurations and the new task's (pairs that agree minus pairs that disagree, over the pairs
+        the new task orders); zeros with fewer than two distinct observations."""
+        if len(y_obs) < 2 or np.ptp(y_obs) == 0:
+            return np.zeros(self.n_tasks)
         V = self.values_matrix(X_obs)  # (T, n)
         dy = np.sign(y_obs[:, None] - y_obs[None, :])  # (n, n)
         dv = np.sign(V[:, :, None] - V[:, None, :])  # (T, n, n)
         pairs = max((dy != 0).sum(), 1)
-        tau = (dv * dy[None]).sum((1, 2)) / pairs  # (T,) in [-1, 1]
-        w = np.exp((tau - tau.max()) / temperature)
-        return w / w.sum()
+        return (dv * dy[None]).sum((1, 2)) / pairs  # (T,)
+
+    def feature_novelty(self, features: Mapping[str, float] | pd.Series | None) -> float | None:
+        """How far a new task lies from the meta-train tasks in meta-feature space.
+
+        Returns:
+            The distance to the nearest meta-train task divided by the largest nearest-neighbour
+            distance among the meta-train tasks themselves (above 1: farther out than any meta-train
+            task is from the rest); ``inf`` when fewer than half of the fitted meta-features are
+            given (the task is described in other terms: another domain); ``None`` without
+            meta-features on either side.
+        """
+        if features is None or self.features is None:
+            return None
+        f = pd.Series(features, dtype=float).reindex(self.feature_names)
+        if f.notna().mean() < 0.5:
+            return math.inf
+        z = self.standardize_features(f)
+        F = self.features  # (T, f)
+        if len(F) < 2:
+            return None
+        d_new = np.sqrt(((F - z) ** 2).sum(1)).min()
+        D = np.sqrt(((F[:, None, :] - F[None, :, :]) ** 2).sum(-1))  # (T, T)
+        np.fill_diagonal(D, np.inf)
+        spread = D.min(1).max()
+        return float(d_new / spread) if spread > 0 else math.inf
 
 
 def _row_keys(X: np.ndarray) -> list[bytes]:
@@ -417,5 +450,6 @@ class Strategy:
             raise StrategyError(f"{self.name}: call fit(meta_table, ...) before start()")
         if space is not None and list(space.names) != list(self.meta.space.names):
             raise StrategyError(f"{self.name}: start: space {space.names} differs from the fitted space "
-                                f"{self.meta.space.names}")
+                                f"{self.meta.space.names} (another domain's? wrap the strategy in "
+                                f"CrossDomainStrategy to move on the hyperparameters the spaces share)")
         return self.meta

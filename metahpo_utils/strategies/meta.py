@@ -60,21 +60,59 @@ class PortfolioStrategy(Strategy):
         return OrderSession(meta.pool[self.order], space, candidates, seed)
 
 
+#: Guard of the adaptive portfolio, fixed in advance (never tuned on a reported number): a task is
+#: unlike the meta-train tasks when its meta-features lie farther than GUARD_NOVELTY times the largest
+#: nearest-neighbour distance among them (or are mostly missing: another domain's terms), or when after
+#: GUARD_MIN_OBS to GUARD_MAX_OBS observations no meta-train task orders them with agreement above
+#: GUARD_AGREEMENT (later, a portfolio that has found good configurations is left alone).
+GUARD_NOVELTY = 1.5
+GUARD_MIN_OBS = 5
+GUARD_MAX_OBS = 10
+GUARD_AGREEMENT = 0.2
+
+
 class _AdaptiveSession(Session):
     """Conditional greedy portfolio: the next configuration maximises the similarity-weighted
-    gain over meta-train tasks given what the new task has already tried."""
+    gain over meta-train tasks given what the new task has already tried. With the guard on, a
+    task unlike every meta-train task (see :data:`GUARD_NOVELTY`) is searched model-based instead:
+    a GP with expected improvement on its own observations (after one portfolio pick and one
+    random one)."""
 
     def __init__(self, meta: MetaData, space: SearchSpace, candidates: Any, seed: int, prior: np.ndarray | None,
-                 temperature: tuple[float, float], switch: int, utility: str):
+                 temperature: tuple[float, float], switch: int, utility: str, novelty: float | None = None,
+                 guard: bool = False):
         super().__init__(space, candidates, seed)
         self.meta, self.prior, self.temperature, self.switch, self.utility = meta, prior, temperature, switch, utility
         # value of every candidate (or pool configuration) on every meta-train task: (T, n)
         self.V = meta.values_matrix(self.cand_X if self.candidates is not None else meta.pool, utility)
         # continuous mode: the configuration key of each pool entry, so none is proposed twice
         self.pool_keys = None if self.candidates is not None else [self._config_key(space.decode(x)) for x in meta.pool]
+        self.use_guard = guard
+        #: the guard's state: meta-feature novelty, best rank agreement so far, and since which
+        #: trial (1-based) proposals are model-based (``None``: never)
+        self.guard = {"novelty": novelty, "agreement": None, "model_based_from": None}
+        if guard and novelty is not None and novelty > GUARD_NOVELTY:
+            self.prior = None  # meta-feature similarity to tasks it is unlike carries no information
+            self.guard["model_based_from"] = 1
+
+    def _guarded(self, X: np.ndarray, y: np.ndarray) -> bool:
+        """Whether proposals are model-based from now on (the decision, once made, stays)."""
+        if not self.use_guard:
+            return False
+        if self.guard["model_based_from"] is None and GUARD_MIN_OBS <= len(y) <= GUARD_MAX_OBS and np.ptp(y) > 0:
+            self.guard["agreement"] = float(self.meta.rank_agreement(X, y).max())
+            if self.guard["agreement"] < GUARD_AGREEMENT:
+                self.guard["model_based_from"] = len(y) + 1
+        return self.guard["model_based_from"] is not None
 
     def _propose(self) -> np.ndarray:
         X, y = self.observed()
+        if self._guarded(X, y) and len(y) >= 1:
+            if len(y) < 2 or np.ptp(y) == 0:
+                return self.rng.random(self.space.dim)  # a second, unbiased point before a model exists
+            pts, idx = self.pool()
+            ei, _ = gp_expected_improvement(X, y, pts, self.seed)
+            return self._choose(ei, pts, idx)
         temperature = self.temperature[0] if len(y) < self.switch else self.temperature[1]
         w = self.meta.observation_weights(X, y, temperature)
         if self.prior is not None:
@@ -106,6 +144,11 @@ class AdaptivePortfolioStrategy(Strategy):
     regret keeps the distance to them). With ``utility="regret"``, no observations and no
     meta-features it is exactly the greedy portfolio.
 
+    ``guard`` (on by default): a new task unlike everything the strategy was fitted on, by its
+    meta-features or by its first observations (see :data:`GUARD_NOVELTY`), is searched with a GP
+    and expected improvement on its own results instead of a prior that does not apply; the
+    session's ``guard`` attribute says whether and from which trial.
+
     The default temperatures and utility are what :func:`metahpo_utils.benchmark.select_settings`
     chooses from :attr:`SETTINGS_GRID` by leave-one-task-out cross-validation over the 38 digits
     meta-train and meta-val tasks (mean normalized regret over 50 trials; never a meta-test task or
@@ -120,8 +163,9 @@ class AdaptivePortfolioStrategy(Strategy):
                      "utility": ("mixed", "regret", "rank")}
 
     def __init__(self, temperature: float = 0.3, late_temperature: float = 0.05, switch: int = 5,
-                 k_features: int | None = 5, utility: str = "regret"):
+                 k_features: int | None = 5, utility: str = "regret", guard: bool = True):
         super().__init__()
+        self.guard = guard
         # soft task weights while few observations exist, sharper once the ranking evidence is there
         self.temperature, self.late_temperature, self.switch, self.k_features = temperature, late_temperature, switch, k_features
         if utility not in UTILITIES:
@@ -130,9 +174,10 @@ class AdaptivePortfolioStrategy(Strategy):
 
     def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
         meta = self._require_fit(space)
-        prior = meta.feature_weights(task_features, self.k_features)
+        novelty = meta.feature_novelty(task_features)
+        prior = meta.feature_weights(task_features, self.k_features) if novelty is None or np.isfinite(novelty) else None
         return _AdaptiveSession(meta, space, candidates, seed, prior, (self.temperature, self.late_temperature), self.switch,
-                               self.utility)
+                                self.utility, novelty, self.guard)
 
 
 # ---------------------------------------------------------------- kNN warm start + GP (Feurer et al. 2015)

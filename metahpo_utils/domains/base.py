@@ -1,0 +1,100 @@
+"""The one interface a domain implements (DESIGN.md, "Domains are plug-ins").
+
+A domain supplies suites of JSON-able, seeded task recipes with meta-train / meta-val / meta-test
+splits, its model families and default search space, a way to build a model for one configuration
+(from which training to the standard trial record follows), and its meta-features. Everything
+downstream (store, collection, benchmark, strategies, tuning, interpretability, figures, widgets)
+calls these methods and never branches on which domain it holds.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from torch import nn
+
+from ..data.tasks import Suite, Task
+from ..space import SearchSpace
+
+
+class Domain:
+    """Base class of a domain plug-in.
+
+    Attributes:
+        name: the domain's name (recorded in every meta-dataset it collects).
+        suites: suite name -> the suite's defaults (``model``: default family, ``epochs``, ``base``).
+        families: model families the domain trains.
+        suite_features: meta-features that figures and widgets show for the domain's suites.
+        supports_population: whether collections may train its trials as batched populations
+            (:mod:`metahpo_utils.population`); otherwise they train one at a time.
+    """
+
+    name = "base"
+    #: meta-features the suite figure and the task explorer show as histograms
+    suite_features: tuple[str, ...] = ("n_classes", "log_n_examples", "class_imbalance")
+    suites: Mapping[str, Any] = {}
+    families: tuple[str, ...] = ()
+    supports_population = False
+
+    # ---- suites and tasks
+    def build_suite(self, name: str, n_tasks: int | None = None, seed: int = 0, root: str | None = None,
+                    ways: int | tuple[int, int] | None = None, download: bool = False,
+                    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> Suite:
+        """A named suite of task recipes, deterministic per seed, with its splits."""
+        raise NotImplementedError
+
+    def make_task(self, spec: Any, name: str, root: str | None = None) -> Task:
+        """Build a task from one recipe of a suite (the same recipe always gives the same task)."""
+        raise NotImplementedError
+
+    def spec_from_dict(self, d: Mapping[str, Any]) -> Any:
+        """A recipe from its JSON form (as stored in a meta-dataset's provenance)."""
+        raise NotImplementedError
+
+    def task_size(self, spec: Any) -> int:
+        """Approximate training-set size of a recipe (collections group tasks of similar size)."""
+        return int(spec.n_per_class) * len(spec.classes)
+
+    # ---- models and spaces
+    def default_space(self, family: str | None = None) -> SearchSpace:
+        """The search space the domain's suites are collected on."""
+        raise NotImplementedError
+
+    def default_family(self, task: Task) -> str:
+        """The model family for a task when none is named."""
+        raise NotImplementedError
+
+    def build_model(self, family: str, task: Task, config: Mapping[str, Any]) -> nn.Module:
+        """An untrained model for one configuration (initialised from torch's global random state)."""
+        raise NotImplementedError
+
+    # ---- meta-features
+    def metafeatures(self, task: Task, seed: int = 0) -> dict[str, float]:
+        """The task's meta-features (names fixed per domain)."""
+        raise NotImplementedError
+
+    # ---- training: the same for every domain whose models map a batch of inputs to logits
+    def trainer(self, task: Task, config: Mapping[str, Any], seed: int, family: str, device: Any = None) -> Any:
+        """A resumable :class:`~metahpo_utils.training.Trainer` of one configuration (the model is
+        initialised under ``seed``; the caller's random state is restored)."""
+        from ..training import Trainer, resolve_device, seeded
+
+        dev = resolve_device(device)
+        with seeded(seed, dev):
+            return Trainer(self.build_model(family, task, config), task, config, seed, dev)
+
+    def train(self, task: Task, config: Mapping[str, Any], epochs: int, seed: int = 0, family: str | None = None,
+              device: Any = None) -> Any:
+        """Train one configuration on one task: the standard trial record
+        (:class:`~metahpo_utils.training.TrialResult`: objective, test objective, per-epoch curve,
+        cost, status ``ok``/``diverged``)."""
+        from ..training import fit, resolve_device, seeded
+
+        dev = resolve_device(device)
+        with seeded(seed, dev):
+            model = self.build_model(family or self.default_family(task), task, config)
+            return fit(model, task, config, epochs, seed, dev)
+
+    def train_group(self, members: list[tuple[Task, Mapping[str, Any]]], epochs: int, seed: int, family: str,
+                    device: Any = None) -> list[Any]:
+        """Train several (task, configuration) pairs; domains with ``supports_population`` batch them."""
+        return [self.train(t, c, epochs, seed, family, device) for t, c in members]
