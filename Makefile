@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install reproduce test clean
+.PHONY: install reproduce reproduce-text test clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ install: $(STAMP)
 # every figure and figures/summary.md (each step resumes or reuses an identical earlier run in runs/).
 reproduce: $(STAMP)
 	$(PY) -m metahpo_utils reproduce
+
+# The text domain's results (benchmark, real tuning, transfer across domains, figures/text/) from the
+# committed text meta-dataset; add ARGS=--collect to collect it afresh first (about 40 min on 2 cores).
+reproduce-text: $(STAMP)
+	$(PY) -m metahpo_utils reproduce --domain text $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

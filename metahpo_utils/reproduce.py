@@ -130,3 +130,94 @@ def summary_markdown(bench: dict[str, Any], tuning: pd.DataFrame) -> str:
               "test accuracy of the chosen configuration):", "", comparison_markdown(tuning)]
     lines += ["Figures: `regret_curves`, `rank_curves`, `equivalent_trials`, `new_task_tuning` and the rest in this folder.", ""]
     return "\n".join(lines)
+
+
+#: The text domain's job (``python -m metahpo_utils reproduce --domain text``): the committed text
+#: meta-dataset (or a fresh collection of it with ``collect=True``), the same replay benchmark as the main job,
+#: real tuning of the meta-test tasks, transfer across domains, and the figures, into ``figures/text``.
+TEXT_JOB: dict[str, Any] = {"suite": "text", "n_tasks": 40, "n_configs": 64, "epochs": 5, "seed": 0,
+                            "tuning": {"strategies": ["adaptive-portfolio", "random", "tpe"], "seeds": 1,
+                                       "budget_trials": 15},
+                            "cross_domain": {"source": "digits", "budget": 50, "seeds": 5}}
+
+
+def text_job(out: str | Path = "runs", figures: str | Path = "figures/text", workers: int = 2, collect_again: bool = False,
+             log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The text domain's results: benchmark, real tuning, cross-domain transfer, figures and ``summary.md``.
+
+    Args:
+        collect_again: collect the meta-dataset afresh into ``out/text.sqlite`` (about 40 min with 2 workers)
+            and say whether its export is byte-identical to the committed one; otherwise use the committed one.
+    """
+    from .benchmark import prepare, run_benchmark, summary_table_markdown, write_outputs
+    from .crossdomain import cross_domain_benchmark, write_cross_domain
+    from .figures import make_figures
+    from .metadataset import RESOURCES, collect, default_metadataset, export_tables, load_exported
+    from .tuning import compare_tuning, comparison_markdown, comparison_summary
+
+    out, figures = Path(out), Path(figures)
+    j, times = TEXT_JOB, {}
+    t0 = time.perf_counter()
+    if collect_again:
+        store = out / "text.sqlite"
+        rep = collect(j["suite"], n_tasks=j["n_tasks"], n_configs=j["n_configs"], epochs=j["epochs"], store=store,
+                      seed=j["seed"], workers=workers)
+        export_tables(store, out / "text", "csv.gz")
+        same = all((out / "text" / f).read_bytes() == (RESOURCES / "text" / f).read_bytes()
+                   for f in ("trials.csv.gz", "tasks.csv.gz", "provenance.csv.gz"))
+        log(f"collected {rep.trials_run} new trials in {rep.wall_s:.0f} s; identical to the committed text meta-dataset: {same}")
+        tables = load_exported(out / "text")
+    else:
+        tables = default_metadataset("text")
+    times["collect_s"] = time.perf_counter() - t0
+    prov = tables.provenance.assign(task=tables.provenance["task"].astype(str)).set_index("task")["split"]
+    test_tasks = sorted(prov.index[prov == "meta-test"])
+
+    t0 = time.perf_counter()
+    bench_dir, b = out / "bench_text", BENCHMARK
+    if _reusable(bench_dir / "results.csv", b["strategies"], b["seeds"], b["budget"], test_tasks, b["nested"]):
+        log(f"benchmark: reusing {bench_dir} (same protocol)")
+        summary = json.loads((bench_dir / "summary.json").read_text())
+    else:
+        data = prepare(tables.trials, space=tables.space, task_features=tables.tasks.set_index("task"), budget=b["budget"])
+        res = run_benchmark(data, b["strategies"], b["budget"], b["seeds"], b["holdout"], splits=prov,
+                            nested={n: None for n in b["nested"]}, log=log)
+        write_outputs(res, bench_dir)
+        summary = res.summary
+    times["benchmark_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    tune_dir, t = out / "tune_text", j["tuning"]
+    if _reusable(tune_dir / "results.csv", t["strategies"], t["seeds"], t["budget_trials"], test_tasks):
+        log(f"new-task tuning: reusing {tune_dir} (same protocol)")
+        tuned = pd.read_csv(tune_dir / "results.csv")
+    else:
+        tuned = compare_tuning(test_tasks, t["strategies"], list(range(t["seeds"])), t["budget_trials"], meta=tables,
+                               progress=True)
+        tune_dir.mkdir(parents=True, exist_ok=True)
+        tuned.to_csv(tune_dir / "results.csv", index=False)
+    tuning_summary = comparison_summary(tuned)
+    times["tuning_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    cd_dir, c = out / "crossdomain_text", j["cross_domain"]
+    cross = cross_domain_benchmark(tables, default_metadataset(c["source"]), budget=c["budget"], seeds=c["seeds"], log=log)
+    write_cross_domain(cross, cd_dir)
+    write_cross_domain(cross, figures)  # the figure beside the others (and its results)
+    times["cross_domain_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    written = make_figures(tables, figures, benchmark=bench_dir, tuning=tune_dir, log=log)
+    guard = cross.summary["cross_domain"]["guard"]
+    lines = ["# Text domain results (`python -m metahpo_utils reproduce --domain text`)", "",
+             f"Replay benchmark: {len(summary['tasks'])} text meta-test tasks, {summary['seeds']} seeds, budget "
+             f"{summary['budget']}; [95% bootstrap interval over tasks].", "", summary_table_markdown(summary), "",
+             "New-task tuning with real training:", "", comparison_markdown(tuning_summary),
+             f"Transfer across domains (`adaptive-portfolio` fitted on the text tasks, the {c['source']} tasks on the "
+             f"shared hyperparameters {', '.join(cross.summary['cross_domain']['shared_hyperparameters'])}, or both):", "",
+             summary_table_markdown(cross.summary), "",
+             "Guard: " + "; ".join(f"{a}: model-based in {g['model_based_runs']} of {g['runs']} runs" for a, g in guard.items()), ""]
+    (figures / "summary.md").write_text("\n".join(lines))
+    times["figures_s"] = time.perf_counter() - t0
+    log(f"wrote {len(written) + 1} figures and {figures / 'summary.md'}")
+    return {"times": times, "figures": written, "summary": figures / "summary.md"}

@@ -166,6 +166,22 @@ def load_metadataset(meta: Any = None) -> MetaTables:
         return MetaTables(st.trials_table(), st.tasks_table(), st.provenance_table(), st.read_meta())
 
 
+def committed_metadataset(source: Any) -> MetaTables:
+    """The committed meta-dataset of the domain a task source belongs to (without building the task):
+    text for a text task or a dict of texts, the suite's domain for a built-in task name, else digits."""
+    from .domains import domain_of_suite, get_domain
+
+    if isinstance(source, Task):
+        domain = domain_of_task(source)
+    elif isinstance(source, Mapping) and "texts" in source:
+        domain = get_domain("text")
+    elif isinstance(source, str) and source.rsplit("-", 1)[0] in SUITE_NAMES:
+        domain = domain_of_suite(source.rsplit("-", 1)[0])
+    else:
+        domain = get_domain("vision")
+    return default_metadataset(domain.committed)
+
+
 def training_tasks(tables: MetaTables, exclude: Sequence[str] = ()) -> list[str]:
     """Tasks a strategy may learn from: all but the meta-test split and ``exclude``."""
     tasks = sorted(tables.trials["task"].astype(str).unique())
@@ -245,7 +261,8 @@ def tune(task_or_data: Any, strategy: str | Strategy = "adaptive-portfolio", bud
         budget_trials: most configurations to train.
         budget_seconds: most wall-clock seconds; checked before each training (a training under way
             completes, so the overrun is at most one training).
-        meta: the meta-dataset (see :func:`load_metadataset`); gives the space, model family and epochs.
+        meta: the meta-dataset (see :func:`load_metadataset`); gives the space, model family and epochs
+            (default: the committed one of the task's domain: digits for images and arrays, text for texts).
         epochs: training epochs of a full trial (default: the meta-dataset's).
         seed: seed of the strategy and of every training (same initialisation for every configuration).
         family: model family (default: the meta-dataset's).
@@ -274,8 +291,8 @@ def tune(task_or_data: Any, strategy: str | Strategy = "adaptive-portfolio", bud
         raise TuneError(f"tune: multi_fidelity must be None or 'sh' (got {multi_fidelity!r})")
     if int(eta) < 2:
         raise TuneError(f"tune: eta must be at least 2 (got {eta})")
-    tables = load_metadataset(meta)
     task = resolve_task(task_or_data, root=root, seed=seed, **task_kwargs)
+    tables = load_metadataset(meta) if meta is not None else default_metadataset(domain_of_task(task).committed)
     fitted = fit_strategy(strategy, tables, exclude=[task.name])
     space = tables.space
     epochs = int(epochs if epochs is not None else tables.meta.get("epochs", 10))
@@ -422,9 +439,9 @@ def compare_tuning(tasks: Sequence[Any], strategies: Sequence[str] = ("adaptive-
         validation accuracy of predicting the majority class: what one has before any result),
         ``best_test_objective`` (test accuracy of the best configuration so far).
     """
-    tables = load_metadataset(meta)
-    fitted: dict[tuple[str, tuple[str, ...]], Strategy] = {}
     resolved = [resolve_task(t) for t in tasks]
+    tables = load_metadataset(meta) if meta is not None else default_metadataset(domain_of_task(resolved[0]).committed)
+    fitted: dict[tuple[str, tuple[str, ...]], Strategy] = {}
     _warm_up(resolved[0], tables, device)
     rows = []
     runs = [(s, t, seed) for t in resolved for seed in seeds for s in strategies]

@@ -15,9 +15,10 @@ FIGURES = {
     "03_new_task_tuning": ["03_new_task_tuning", "03_replay_benchmark"],
     "04_interpretability": ["04_importance", "04_importance_vs_metafeatures", "04_partial_dependence", "04_mapping",
                             "04_task_similarity"],
+    "05_text_domain": ["05_text_importance", "05_text_replay_benchmark", "05_text_tuning", "05_cross_domain"],
 }
 #: Notebooks that show ipywidgets (and how many widget views at least).
-WIDGETS = {"04_interpretability": 4}
+WIDGETS = {"04_interpretability": 4, "05_text_domain": 1}
 
 
 def test_there_are_notebooks():
@@ -38,7 +39,7 @@ def _parameters(path):
 
 
 def test_parameters_are_stored_alike_and_read_the_environment(monkeypatch):
-    """All four store FAST=0 (the full run) and take FAST and OUT from the environment."""
+    """All store FAST=0 (the full run) and take FAST and OUT from the environment."""
     for path in NOTEBOOKS:
         source = _parameters(path)
         for env, fast, out in (({}, 0, "figures/notebooks"), ({"FAST": "1", "OUT": "/tmp/x"}, 1, "/tmp/x")):

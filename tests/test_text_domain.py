@@ -264,3 +264,41 @@ def test_guard_notices_a_task_whose_observations_no_meta_train_task_shares(sign,
         session.observe(cfg, sign * np.log10(cfg["lr"]))
     assert session.guard["agreement"] == pytest.approx(sign)
     assert (session.guard["model_based_from"] == 6) if switches else (session.guard["model_based_from"] is None)
+
+
+def _tables(prefix: str, space, features: list[str], n_tasks: int = 6, seed: int = 0):
+    from metahpo_utils.metadataset import MetaTables
+
+    rng = np.random.default_rng(seed)
+    configs = space.design(12, seed=seed)
+    rows, tasks, prov = [], [], []
+    for k in range(n_tasks):
+        best = rng.uniform(-3, -1)
+        for i, c in enumerate(configs):
+            rows.append({"task": f"{prefix}-{k}", **c, "objective": -abs(np.log10(c["lr"]) - best) + 0.01 * i % 3,
+                         "status": "ok", "config_id": i})
+        tasks.append({"task": f"{prefix}-{k}", **{f: rng.random() for f in features}})
+        prov.append({"task": f"{prefix}-{k}", "split": ["meta-train", "meta-train", "meta-train", "meta-val", "meta-test", "meta-test"][k]})
+    return MetaTables(pd.DataFrame(rows), pd.DataFrame(tasks), pd.DataFrame(prov), {"space": space.to_json(), "suite": prefix})
+
+
+def test_cross_domain_benchmark_runs_every_arm(tmp_path):
+    from optuna.distributions import CategoricalDistribution
+
+    from metahpo_utils.crossdomain import ARMS, cross_domain_benchmark, write_cross_domain
+    from metahpo_utils.space import SearchSpace, float_param
+
+    src_space = SearchSpace({"lr": float_param(1e-4, 1.0, log=True), "dropout": float_param(0.0, 0.5)})
+    tgt_space = SearchSpace({**src_space.params, "model": CategoricalDistribution(["a", "b"])})
+    source = _tables("img", src_space, ["landmark_1nn", "pca_95"])
+    target = _tables("txt", tgt_space, ["mean_length", "oov_rate"], seed=1)
+    res = cross_domain_benchmark(target, source, budget=5, seeds=2)
+    assert list(res.summary["strategies"]) == list(ARMS)
+    assert res.summary["cross_domain"]["shared_hyperparameters"] == ["lr", "dropout"]
+    assert res.summary["cross_domain"]["meta_test_tasks"] == ["txt-4", "txt-5"]
+    guard = res.summary["cross_domain"]["guard"]
+    assert guard["other domain + guard"]["model_based_runs"] == guard["other domain + guard"]["runs"] == 4
+    assert guard["other domain"]["model_based_runs"] == 0  # guard off
+    assert set(res.results["task"]) == {"txt-4", "txt-5"} and res.results["trial"].max() == 5
+    paths = write_cross_domain(res, tmp_path)
+    assert paths["figure"].exists() and json.loads(paths["summary"].read_text())["budget"] == 5

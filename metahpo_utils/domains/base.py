@@ -31,6 +31,8 @@ class Domain:
     name = "base"
     #: meta-features the suite figure and the task explorer show as histograms
     suite_features: tuple[str, ...] = ("n_classes", "log_n_examples", "class_imbalance")
+    #: the committed meta-dataset (:func:`metahpo_utils.tables.default_metadataset`) tuning uses by default
+    committed: str = "digits"
     suites: Mapping[str, Any] = {}
     families: tuple[str, ...] = ()
     supports_population = False

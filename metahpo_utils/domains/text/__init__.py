@@ -37,6 +37,7 @@ def text_space() -> SearchSpace:
 class TextDomain(Domain):
     name = "text"
     suite_features = ("n_classes", "log_n_examples", "mean_length", "landmark_nb")
+    committed = "text"
     suites = TEXT_SUITES
     families = ("text",)
     supports_population = False
