@@ -302,3 +302,29 @@ def test_cross_domain_benchmark_runs_every_arm(tmp_path):
     assert set(res.results["task"]) == {"txt-4", "txt-5"} and res.results["trial"].max() == 5
     paths = write_cross_domain(res, tmp_path)
     assert paths["figure"].exists() and json.loads(paths["summary"].read_text())["budget"] == 5
+
+
+# ---------------------------------------------------------------- the committed text meta-dataset
+def test_committed_text_metadataset_contract_and_recomputed_rows():
+    """40 tasks x 64 configurations collected by `collect` (README: command, size, wall time); a few rows
+    retrained from the recorded settings alone give the same numbers."""
+    from metahpo_utils.metadataset import RESOURCES, best_config_summary, default_metadataset, recompute_trial
+
+    tables = default_metadataset("text")
+    size = sum(p.stat().st_size for p in (RESOURCES / "text").iterdir())
+    assert size < 1 * 2**20
+    t = tables.trials
+    assert t["task"].nunique() == 40 and t["config_id"].nunique() == 64 and len(t) == 40 * 64
+    assert tables.meta["domain"] == "text" and tables.space == text_space() and tables.meta["epochs"] == 5
+    assert set(t["status"]) <= {"ok", "diverged"} and (t["status"] == "ok").mean() > 0.95
+    assert set(t["model"]) == {"bag", "cnn", "transformer"}
+    assert tables.provenance["split"].value_counts().to_dict() == {"meta-train": 24, "meta-val": 8, "meta-test": 8}
+    s = best_config_summary(t, tables.provenance)
+    assert s["distinct_best_configs"] >= 5 and s["best_log10_lr_max"] - s["best_log10_lr_min"] > 1.0
+    cheap = t[t["cost_s"] < 1.0]  # keep the test quick: a bag, a CNN and a Transformer row that trained fast
+    picks = [cheap[cheap["model"] == m].iloc[i] for m, i in (("bag", 0), ("cnn", 3), ("transformer", 5))]
+    for row in picks:
+        res = recompute_trial(tables.meta, row["task"], int(row["config_id"]))
+        assert res["config"]["model"] == row["model"] and res["status"] == row["status"]
+        assert (res["objective"], res["test_objective"], res["curve"]) == \
+            (row["objective"], row["test_objective"], list(row["curve"]))
