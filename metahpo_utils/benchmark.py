@@ -40,7 +40,7 @@ REPORT_AT = (1, 5, 10, 25, 50)
 __all__ = ["BenchmarkData", "BenchmarkError", "BenchmarkResult", "prepare", "split_columns", "folds", "run_seed",
            "drive", "replay", "expected_random_regret", "equivalent_random_trials", "task_bootstrap",
            "check_strategies", "select_settings", "run_benchmark", "merge_results", "per_task_curves",
-           "expected_random_curve", "summarize", "summary_table_markdown", "write_outputs", "suggest_overhead",
+           "expected_random_curve", "summarize", "summary_table_markdown", "write_outputs", "write_results", "suggest_overhead",
            "REPORT_AT", "RESULT_COLUMNS"]
 
 
@@ -444,12 +444,18 @@ def write_outputs(result: BenchmarkResult, out: str | Path) -> dict[str, Path]:
     """Write results.csv, summary.json and the regret / rank figures into ``out``."""
     from . import plotting
 
+    paths = write_results(result, out)
+    paths.update(plotting.benchmark_figures(result.results, Path(out), result.summary))
+    return paths
+
+
+def write_results(result: BenchmarkResult, out: str | Path) -> dict[str, Path]:
+    """Write ``results.csv`` and ``summary.json`` into ``out`` (created)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"results": out / "results.csv", "summary": out / "summary.json"}
     result.results.to_csv(paths["results"], index=False)
     paths["summary"].write_text(json.dumps(result.summary, indent=2))
-    paths.update(plotting.benchmark_figures(result.results, out, result.summary))
     return paths
 
 

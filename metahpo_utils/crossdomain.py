@@ -141,17 +141,12 @@ def _median(xs: list[Any]) -> float | None:
 
 def write_cross_domain(result: BenchmarkResult, out: str | Path) -> dict[str, Path]:
     """results.csv, summary.json and the figure ``cross_domain`` (PNG and PDF) into ``out``."""
-    import json
-
     import matplotlib.pyplot as plt
 
     from . import plotting as P
+    from .benchmark import write_results
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"results": out / "results.csv", "summary": out / "summary.json"}
-    result.results.to_csv(paths["results"], index=False)
-    paths["summary"].write_text(json.dumps(result.summary, indent=1))
+    paths = write_results(result, out)
     fig = P.cross_domain_figure(result.results, result.summary)
     paths["figure"] = P.savefig(fig, "cross_domain", out)["cross_domain_png"]
     plt.close(fig)

@@ -24,7 +24,9 @@ STRATEGY_STYLES: dict[str, dict[str, str]] = {
     "mtl": {"color": _OKABE_ITO[0], "ls": "-"}, "transfer": {"color": "#17becf", "ls": "-"},
     "st-zeroshot": {"color": "#9467bd", "ls": "-."}, "st-boundingbox": {"color": "#bcbd22", "ls": "-."},
     "st-quantile": {"color": "#e377c2", "ls": "-."},
-    # the arms of the cross-domain experiment (metahpo_utils.crossdomain)
+}
+#: the arms of the cross-domain experiment (:mod:`metahpo_utils.crossdomain`), drawn with random and TPE
+ARM_STYLES: dict[str, dict[str, str]] = {
     "own domain": {"color": _OKABE_ITO[2], "ls": "-"}, "own domain, shared hps": {"color": _OKABE_ITO[2], "ls": "--"},
     "other domain": {"color": _OKABE_ITO[3], "ls": "-"}, "other domain + guard": {"color": _OKABE_ITO[0], "ls": "-"},
     "other domain + guard (observations only)": {"color": _OKABE_ITO[0], "ls": ":"},
@@ -36,7 +38,7 @@ def style(name: str) -> dict[str, str]:
     """Colour and line style of a strategy; ``name+sh`` (successive halving) is dotted in the same colour."""
     if name.endswith("+sh"):
         return {**style(name[:-3]), "ls": ":"}
-    return STRATEGY_STYLES.get(name, {"color": "#333333", "ls": "-"})
+    return STRATEGY_STYLES.get(name) or ARM_STYLES.get(name, {"color": "#333333", "ls": "-"})
 
 
 @dataclass

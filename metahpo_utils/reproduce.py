@@ -46,10 +46,9 @@ def _reusable(results: Path, strategies: list[str], seeds: int, trials: int, tas
 def main_job(out: str | Path = "runs", figures: str | Path = "figures", workers: int = 2,
              log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) the four steps; returns the wall time of each step and the paths written."""
-    from .benchmark import prepare, run_benchmark, write_outputs
     from .figures import make_figures
     from .metadataset import best_config_summary, collect, export_tables, load_exported
-    from .tuning import compare_tuning, comparison_summary
+    from .tuning import comparison_summary
 
     out, figures = Path(out), Path(figures)
     r = REPRODUCE
@@ -77,35 +76,12 @@ def main_job(out: str | Path = "runs", figures: str | Path = "figures", workers:
     prov = tables.provenance.assign(task=tables.provenance["task"].astype(str)).set_index("task")["split"]
     test_tasks = sorted(prov.index[prov == "meta-test"])
     bench_dir = out / f"bench_{r['suite']}"
-    b = BENCHMARK
-    if _reusable(bench_dir / "results.csv", b["strategies"], b["seeds"], b["budget"], test_tasks, b["nested"]):
-        log(f"benchmark: reusing {bench_dir} (same protocol)")
-        summary = json.loads((bench_dir / "summary.json").read_text())
-    else:
-        log(f"benchmark: {len(b['strategies'])} strategies x {len(test_tasks)} meta-test tasks x {b['seeds']} seeds "
-            f"(about 40 min on 2 cores)")
-        data = prepare(tables.trials, space=tables.space, task_features=tables.tasks.set_index("task"),
-                       budget=b["budget"])
-        res = run_benchmark(data, b["strategies"], b["budget"], b["seeds"], b["holdout"], splits=prov,
-                            nested={n: None for n in b["nested"]}, log=log)
-        write_outputs(res, bench_dir)
-        summary = res.summary
+    summary = _benchmark_step(tables, prov, test_tasks, bench_dir, log)
     times["benchmark_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     tune_dir = out / f"tune_{r['suite']}"
-    t = TUNING
-    if _reusable(tune_dir / "results.csv", t["strategies"], t["seeds"], t["budget_trials"], test_tasks):
-        log(f"new-task tuning: reusing {tune_dir} (same protocol)")
-        tuned = pd.read_csv(tune_dir / "results.csv")
-    else:
-        log(f"new-task tuning for real: {len(t['strategies'])} strategies x {len(test_tasks)} tasks x {t['seeds']} seeds "
-            f"x {t['budget_trials']} trials (about 10 min on 2 cores)")
-        tuned = compare_tuning(test_tasks, t["strategies"], list(range(t["seeds"])), t["budget_trials"], meta=tables,
-                               progress=True)
-        tune_dir.mkdir(parents=True, exist_ok=True)
-        tuned.to_csv(tune_dir / "results.csv", index=False)
-    tuning_summary = comparison_summary(tuned)
+    tuning_summary = comparison_summary(_tuning_step(tables, test_tasks, tune_dir, TUNING, log))
     times["tuning_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -114,6 +90,40 @@ def main_job(out: str | Path = "runs", figures: str | Path = "figures", workers:
     times["figures_s"] = time.perf_counter() - t0
     log(f"wrote {len(written)} figures and {figures / 'summary.md'}")
     return {"times": times, "figures": written, "summary": figures / "summary.md"}
+
+
+def _benchmark_step(tables: Any, prov: pd.Series, test_tasks: list[str], bench_dir: Path,
+                    log: Callable[[str], None]) -> dict[str, Any]:
+    """The replay benchmark of :data:`BENCHMARK` on the meta-test tasks (or an identical earlier run's summary)."""
+    from .benchmark import prepare, run_benchmark, write_outputs
+
+    b = BENCHMARK
+    if _reusable(bench_dir / "results.csv", b["strategies"], b["seeds"], b["budget"], test_tasks, b["nested"]):
+        log(f"benchmark: reusing {bench_dir} (same protocol)")
+        return json.loads((bench_dir / "summary.json").read_text())
+    log(f"benchmark: {len(b['strategies'])} strategies x {len(test_tasks)} meta-test tasks x {b['seeds']} seeds")
+    data = prepare(tables.trials, space=tables.space, task_features=tables.tasks.set_index("task"), budget=b["budget"])
+    res = run_benchmark(data, b["strategies"], b["budget"], b["seeds"], b["holdout"], splits=prov,
+                        nested={n: None for n in b["nested"]}, log=log)
+    write_outputs(res, bench_dir)
+    return res.summary
+
+
+def _tuning_step(tables: Any, test_tasks: list[str], tune_dir: Path, t: dict[str, Any],
+                 log: Callable[[str], None]) -> pd.DataFrame:
+    """Real tuning of the meta-test tasks under protocol ``t`` (or an identical earlier run's results)."""
+    from .tuning import compare_tuning
+
+    if _reusable(tune_dir / "results.csv", t["strategies"], t["seeds"], t["budget_trials"], test_tasks):
+        log(f"new-task tuning: reusing {tune_dir} (same protocol)")
+        return pd.read_csv(tune_dir / "results.csv")
+    log(f"new-task tuning for real: {len(t['strategies'])} strategies x {len(test_tasks)} tasks x {t['seeds']} seeds "
+        f"x {t['budget_trials']} trials")
+    tuned = compare_tuning(test_tasks, t["strategies"], list(range(t["seeds"])), t["budget_trials"], meta=tables,
+                           progress=True)
+    tune_dir.mkdir(parents=True, exist_ok=True)
+    tuned.to_csv(tune_dir / "results.csv", index=False)
+    return tuned
 
 
 def summary_markdown(bench: dict[str, Any], tuning: pd.DataFrame) -> str:
@@ -149,11 +159,11 @@ def text_job(out: str | Path = "runs", figures: str | Path = "figures/text", wor
         collect_again: collect the meta-dataset afresh into ``out/text.sqlite`` (about 40 min with 2 workers)
             and say whether its export is byte-identical to the committed one; otherwise use the committed one.
     """
-    from .benchmark import prepare, run_benchmark, summary_table_markdown, write_outputs
+    from .benchmark import summary_table_markdown
     from .crossdomain import cross_domain_benchmark, write_cross_domain
     from .figures import make_figures
     from .metadataset import RESOURCES, collect, default_metadataset, export_tables, load_exported
-    from .tuning import compare_tuning, comparison_markdown, comparison_summary
+    from .tuning import comparison_markdown, comparison_summary
 
     out, figures = Path(out), Path(figures)
     j, times = TEXT_JOB, {}
@@ -174,29 +184,13 @@ def text_job(out: str | Path = "runs", figures: str | Path = "figures/text", wor
     test_tasks = sorted(prov.index[prov == "meta-test"])
 
     t0 = time.perf_counter()
-    bench_dir, b = out / "bench_text", BENCHMARK
-    if _reusable(bench_dir / "results.csv", b["strategies"], b["seeds"], b["budget"], test_tasks, b["nested"]):
-        log(f"benchmark: reusing {bench_dir} (same protocol)")
-        summary = json.loads((bench_dir / "summary.json").read_text())
-    else:
-        data = prepare(tables.trials, space=tables.space, task_features=tables.tasks.set_index("task"), budget=b["budget"])
-        res = run_benchmark(data, b["strategies"], b["budget"], b["seeds"], b["holdout"], splits=prov,
-                            nested={n: None for n in b["nested"]}, log=log)
-        write_outputs(res, bench_dir)
-        summary = res.summary
+    bench_dir = out / "bench_text"
+    summary = _benchmark_step(tables, prov, test_tasks, bench_dir, log)
     times["benchmark_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    tune_dir, t = out / "tune_text", j["tuning"]
-    if _reusable(tune_dir / "results.csv", t["strategies"], t["seeds"], t["budget_trials"], test_tasks):
-        log(f"new-task tuning: reusing {tune_dir} (same protocol)")
-        tuned = pd.read_csv(tune_dir / "results.csv")
-    else:
-        tuned = compare_tuning(test_tasks, t["strategies"], list(range(t["seeds"])), t["budget_trials"], meta=tables,
-                               progress=True)
-        tune_dir.mkdir(parents=True, exist_ok=True)
-        tuned.to_csv(tune_dir / "results.csv", index=False)
-    tuning_summary = comparison_summary(tuned)
+    tune_dir = out / "tune_text"
+    tuning_summary = comparison_summary(_tuning_step(tables, test_tasks, tune_dir, j["tuning"], log))
     times["tuning_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -33,6 +33,8 @@ def tables():
 def test_strategy_styles_are_distinct_and_shared():
     styles = {(v["color"], v["ls"]) for v in P.STRATEGY_STYLES.values()}
     assert len(styles) == len(P.STRATEGY_STYLES)
+    arms = {(v["color"], v["ls"]) for v in [*P.ARM_STYLES.values(), P.style("random"), P.style("tpe")]}
+    assert len(arms) == len(P.ARM_STYLES) + 2  # the cross-domain figure's lines are distinct too
     assert P.style("adaptive-portfolio+sh")["color"] == P.style("adaptive-portfolio")["color"]
     assert P.style("adaptive-portfolio+sh")["ls"] == ":"
 

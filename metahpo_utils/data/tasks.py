@@ -24,8 +24,25 @@ class TaskError(MetahpoError, ValueError):
     """A task recipe that cannot be built from its base dataset."""
 
 
+class Recipe:
+    """JSON form of a task recipe dataclass (``classes`` a list in JSON, a tuple of ``CLASS_TYPE`` here)."""
+
+    CLASS_TYPE: Any = int
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["classes"] = list(self.classes)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        d = dict(d)
+        d["classes"] = tuple(cls.CLASS_TYPE(c) for c in d["classes"])
+        return cls(**d)
+
+
 @dataclass(frozen=True)
-class TaskSpec:
+class TaskSpec(Recipe):
     """Recipe of one task over a base dataset.
 
     Attributes:
@@ -52,17 +69,6 @@ class TaskSpec:
     downsample: int = 1
     imbalance: float = 1.0
     seed: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["classes"] = list(self.classes)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TaskSpec":
-        d = dict(d)
-        d["classes"] = tuple(int(c) for c in d["classes"])
-        return cls(**d)
 
 
 @dataclass

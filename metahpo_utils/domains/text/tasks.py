@@ -17,13 +17,13 @@ is built from its own training split; validation and test characters outside it 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from ...data.tasks import Task, TaskError, perturbation_flags, split_names
+from ...data.tasks import Recipe, Task, TaskError, perturbation_flags, split_names
 from .corpus import load_sentiment, load_tagged
 
 PAD, UNK = 0, 1
@@ -39,7 +39,7 @@ KINDS = ("sentiment", "postag")
 
 
 @dataclass(frozen=True)
-class TextTaskSpec:
+class TextTaskSpec(Recipe):
     """Recipe of one text task.
 
     Attributes:
@@ -65,20 +65,11 @@ class TextTaskSpec:
     window: int = 0
     seed: int = 0
 
+    CLASS_TYPE = str
+
     @property
     def base(self) -> str:
         return self.kind
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["classes"] = list(self.classes)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TextTaskSpec":
-        d = dict(d)
-        d["classes"] = tuple(str(c) for c in d["classes"])
-        return cls(**d)
 
 
 @dataclass
