@@ -129,7 +129,8 @@ class _Recording:
 
 def _guard_summary(states: list[dict[str, Any]]) -> dict[str, Any]:
     switched = [s["model_based_from"] for s in states if s.get("model_based_from") is not None]
-    return {"runs": len(states), "model_based_runs": len(switched),
+    return {"runs": len(states), "unlike_by_features_runs": sum(bool(s.get("unlike_by_features")) for s in states),
+            "model_based_runs": len(switched),
             "median_switch_trial": float(np.median(switched)) if switched else None,
             "novelty_median": _median([s.get("novelty") for s in states])}
 

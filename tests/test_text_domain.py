@@ -243,7 +243,8 @@ def test_guard_notices_a_task_described_in_another_domains_terms():
     cands = pd.DataFrame(text_space().design(30, seed=1))
     on = CrossDomainStrategy("adaptive-portfolio", guard=True).fit(digits.trials, feats, space=digits.space)
     session = on.start(text_space(), task_features=text_features, candidates=cands, seed=0)
-    assert session.guard["novelty"] == float("inf") and session.guard["model_based_from"] == 1
+    assert session.guard["novelty"] == float("inf") and session.guard["unlike_by_features"]
+    assert session.inner.prior is None  # meta-feature similarity dropped
     inside = make_strategy("adaptive-portfolio").fit(digits.trials, feats, space=digits.space)
     own = inside.start(digits.space, task_features=feats.iloc[0], seed=0)
     assert own.guard["novelty"] < 1.0 and own.guard["model_based_from"] is None
@@ -264,6 +265,15 @@ def test_guard_notices_a_task_whose_observations_no_meta_train_task_shares(sign,
         session.observe(cfg, sign * np.log10(cfg["lr"]))
     assert session.guard["agreement"] == pytest.approx(sign)
     assert (session.guard["model_based_from"] == 6) if switches else (session.guard["model_based_from"] is None)
+    # described in other terms: meta-feature similarity is dropped and the results are checked from the third
+    unlike = make_strategy("adaptive-portfolio").fit(table, pd.DataFrame({"f": [0.0, 1.0, 2.0, 3.0]}, index=["t0", "t1", "t2", "t3"]),
+                                                     space=space)
+    session = unlike.start(space, task_features={"g": 1.0}, candidates=pd.DataFrame(configs), seed=0)
+    assert session.guard["unlike_by_features"] and session.prior is None
+    for _ in range(4):
+        cfg = session.suggest(1)[0]
+        session.observe(cfg, sign * np.log10(cfg["lr"]))
+    assert (session.guard["model_based_from"] == 4) if switches else (session.guard["model_based_from"] is None)
 
 
 def _tables(prefix: str, space, features: list[str], n_tasks: int = 6, seed: int = 0):
@@ -297,7 +307,8 @@ def test_cross_domain_benchmark_runs_every_arm(tmp_path):
     assert res.summary["cross_domain"]["shared_hyperparameters"] == ["lr", "dropout"]
     assert res.summary["cross_domain"]["meta_test_tasks"] == ["txt-4", "txt-5"]
     guard = res.summary["cross_domain"]["guard"]
-    assert guard["other domain + guard"]["model_based_runs"] == guard["other domain + guard"]["runs"] == 4
+    assert guard["other domain + guard"]["unlike_by_features_runs"] == guard["other domain + guard"]["runs"] == 4
+    assert guard["other domain + guard (observations only)"]["unlike_by_features_runs"] == 0
     assert guard["other domain"]["model_based_runs"] == 0  # guard off
     assert set(res.results["task"]) == {"txt-4", "txt-5"} and res.results["trial"].max() == 5
     paths = write_cross_domain(res, tmp_path)

@@ -64,7 +64,10 @@ class MetaData:
                 missing = [t for t, row in tf.iterrows() if row.isna().all()]
                 raise StrategyError(f"fit: no meta-features for task(s) {missing[:5]}")
             tf = tf.astype(float)
-            scale = tf.std(ddof=0).replace(0, 1).fillna(1).to_numpy()
+            std = tf.std(ddof=0)
+            # a constant meta-feature (its spread at float rounding, e.g. log(64) summed and divided) has no scale
+            constant = std <= 1e-9 * np.maximum(1.0, tf.mean().abs())
+            scale = std.mask(constant, 1.0).fillna(1).to_numpy()
             features = (list(tf.columns), tf.to_numpy(), tf.mean().to_numpy(), scale)
         self._build(space, tasks, [enc[task_col == t] for t in tasks], [vals[task_col == t] for t in tasks], features)
 

@@ -60,13 +60,17 @@ class PortfolioStrategy(Strategy):
         return OrderSession(meta.pool[self.order], space, candidates, seed)
 
 
-#: Guard of the adaptive portfolio, fixed in advance (never tuned on a reported number): a task is
-#: unlike the meta-train tasks when its meta-features lie farther than GUARD_NOVELTY times the largest
-#: nearest-neighbour distance among them (or are mostly missing: another domain's terms), or when after
-#: GUARD_MIN_OBS to GUARD_MAX_OBS observations no meta-train task orders them with agreement above
-#: GUARD_AGREEMENT (later, a portfolio that has found good configurations is left alone).
+#: Guard of the adaptive portfolio, fixed in advance (never tuned on a reported number). A task is unlike
+#: the meta-train tasks by its meta-features when they lie farther than GUARD_NOVELTY times the largest
+#: nearest-neighbour distance among those tasks, or are mostly missing (another domain's terms): then
+#: meta-feature similarity is not used, and the first results are checked from GUARD_MIN_OBS_UNLIKE on
+#: instead of GUARD_MIN_OBS. When, between that many and GUARD_MAX_OBS results, no meta-train task orders
+#: them with rank agreement above GUARD_AGREEMENT, the prior does not apply: proposals become model-based
+#: (a GP with expected improvement on the task's own results). Later, a portfolio that has found good
+#: configurations is left alone.
 GUARD_NOVELTY = 1.5
 GUARD_MIN_OBS = 5
+GUARD_MIN_OBS_UNLIKE = 3
 GUARD_MAX_OBS = 10
 GUARD_AGREEMENT = 0.2
 
@@ -74,9 +78,7 @@ GUARD_AGREEMENT = 0.2
 class _AdaptiveSession(Session):
     """Conditional greedy portfolio: the next configuration maximises the similarity-weighted
     gain over meta-train tasks given what the new task has already tried. With the guard on, a
-    task unlike every meta-train task (see :data:`GUARD_NOVELTY`) is searched model-based instead:
-    a GP with expected improvement on its own observations (after one portfolio pick and one
-    random one)."""
+    task unlike every meta-train task (see :data:`GUARD_NOVELTY`) is searched model-based."""
 
     def __init__(self, meta: MetaData, space: SearchSpace, candidates: Any, seed: int, prior: np.ndarray | None,
                  temperature: tuple[float, float], switch: int, utility: str, novelty: float | None = None,
@@ -88,18 +90,20 @@ class _AdaptiveSession(Session):
         # continuous mode: the configuration key of each pool entry, so none is proposed twice
         self.pool_keys = None if self.candidates is not None else [self._config_key(space.decode(x)) for x in meta.pool]
         self.use_guard = guard
-        #: the guard's state: meta-feature novelty, best rank agreement so far, and since which
-        #: trial (1-based) proposals are model-based (``None``: never)
-        self.guard = {"novelty": novelty, "agreement": None, "model_based_from": None}
-        if guard and novelty is not None and novelty > GUARD_NOVELTY:
-            self.prior = None  # meta-feature similarity to tasks it is unlike carries no information
-            self.guard["model_based_from"] = 1
+        unlike = novelty is not None and novelty > GUARD_NOVELTY
+        #: the guard's state: meta-feature novelty, whether that makes the task unlike the meta-train
+        #: tasks, the best rank agreement of its first results, and from which trial (1-based)
+        #: proposals are model-based (``None``: never)
+        self.guard = {"novelty": novelty, "unlike_by_features": unlike, "agreement": None, "model_based_from": None}
+        if guard and unlike:
+            self.prior = None  # similarity to tasks it is unlike carries no information
 
     def _guarded(self, X: np.ndarray, y: np.ndarray) -> bool:
         """Whether proposals are model-based from now on (the decision, once made, stays)."""
         if not self.use_guard:
             return False
-        if self.guard["model_based_from"] is None and GUARD_MIN_OBS <= len(y) <= GUARD_MAX_OBS and np.ptp(y) > 0:
+        first = GUARD_MIN_OBS_UNLIKE if self.guard["unlike_by_features"] else GUARD_MIN_OBS
+        if self.guard["model_based_from"] is None and first <= len(y) <= GUARD_MAX_OBS and np.ptp(y) > 0:
             self.guard["agreement"] = float(self.meta.rank_agreement(X, y).max())
             if self.guard["agreement"] < GUARD_AGREEMENT:
                 self.guard["model_based_from"] = len(y) + 1
@@ -107,9 +111,7 @@ class _AdaptiveSession(Session):
 
     def _propose(self) -> np.ndarray:
         X, y = self.observed()
-        if self._guarded(X, y) and len(y) >= 1:
-            if len(y) < 2 or np.ptp(y) == 0:
-                return self.rng.random(self.space.dim)  # a second, unbiased point before a model exists
+        if self._guarded(X, y):
             pts, idx = self.pool()
             ei, _ = gp_expected_improvement(X, y, pts, self.seed)
             return self._choose(ei, pts, idx)
@@ -144,10 +146,11 @@ class AdaptivePortfolioStrategy(Strategy):
     regret keeps the distance to them). With ``utility="regret"``, no observations and no
     meta-features it is exactly the greedy portfolio.
 
-    ``guard`` (on by default): a new task unlike everything the strategy was fitted on, by its
-    meta-features or by its first observations (see :data:`GUARD_NOVELTY`), is searched with a GP
-    and expected improvement on its own results instead of a prior that does not apply; the
-    session's ``guard`` attribute says whether and from which trial.
+    ``guard`` (on by default): a new task unlike everything the strategy was fitted on is noticed
+    from its meta-features (then they are not used for similarity, and its first results are checked
+    earlier) and from its first results (no meta-train task orders them alike); then it is searched
+    with a GP and expected improvement on its own results instead of a prior that does not apply
+    (see :data:`GUARD_NOVELTY`). The session's ``guard`` attribute says whether and from which trial.
 
     The default temperatures and utility are what :func:`metahpo_utils.benchmark.select_settings`
     chooses from :attr:`SETTINGS_GRID` by leave-one-task-out cross-validation over the 38 digits
