@@ -16,7 +16,8 @@ def run(args, env, timeout=300):
                           text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("cmd", ["suite", "collect", "export", "reproduce", "tune", "from-optuna", "benchmark", "perf"])
+@pytest.mark.parametrize("cmd", ["suite", "collect", "export", "reproduce", "tune", "from-optuna", "benchmark", "perf",
+                                 "crossdomain"])
 def test_help(cmd, capsys):
     with pytest.raises(SystemExit) as ex:
         main([cmd, "--help"])

@@ -339,3 +339,36 @@ def test_committed_text_metadataset_contract_and_recomputed_rows():
         assert res["config"]["model"] == row["model"] and res["status"] == row["status"]
         assert (res["objective"], res["test_objective"], res["curve"]) == \
             (row["objective"], row["test_objective"], list(row["curve"]))
+
+
+# ---------------------------------------------------------------- the command line on text
+def test_cli_tunes_your_texts_and_refuses_bad_ones(tmp_path, capsys):
+    from metahpo_utils.cli import main
+
+    good = tmp_path / "reviews.csv"
+    pd.DataFrame({"text": ["这本书很好看", "质量太差了", "非常满意", "不推荐购买", "物流很快", "包装破损"] * 4,
+                  "label": ["good", "bad"] * 12}).to_csv(good, index=False)
+    out = tmp_path / "run"
+    assert main(["tune", "--texts", str(good), "--budget-trials", "1", "--epochs", "1", "--out", str(out)]) == 0
+    best = json.loads((out / "best.json").read_text())
+    assert best["task"] == "reviews" and best["best_config"]["model"] in ("bag", "cnn", "transformer")
+    assert set(best["metafeatures"]) == set(TEXT_METAFEATURE_NAMES)  # the committed text meta-dataset was used
+    capsys.readouterr()
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"text": ["好", "", "坏"] * 5, "label": [1, 0, 0] * 5}).to_csv(bad, index=False)
+    assert main(["tune", "--texts", str(bad), "--budget-trials", "1", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "texts[1] is an empty text" in err[0]
+    pd.DataFrame({"review": ["好"] * 12}).to_csv(bad, index=False)
+    assert main(["tune", "--texts", str(bad), "--budget-trials", "1", "--out", str(tmp_path / "c")]) == 2
+    assert "missing column(s) ['text', 'label']" in capsys.readouterr().err
+    with pytest.raises(MetahpoError, match="collected in the 'text' domain but task 'digits-000' is a 'vision' task"):
+        from metahpo_utils.tuning import tune
+
+        tune("digits-000", "random", budget_trials=1, meta=default_metadataset_text())
+
+
+def default_metadataset_text():
+    from metahpo_utils.metadataset import default_metadataset
+
+    return default_metadataset("text")
