@@ -265,15 +265,18 @@ def test_guard_notices_a_task_whose_observations_no_meta_train_task_shares(sign,
         session.observe(cfg, sign * np.log10(cfg["lr"]))
     assert session.guard["agreement"] == pytest.approx(sign)
     assert (session.guard["model_based_from"] == 6) if switches else (session.guard["model_based_from"] is None)
-    # described in other terms: meta-feature similarity is dropped and the results are checked from the third
+    # described in other terms: meta-feature similarity is dropped and the task is hedged (trials 2, 4, ... from
+    # its own search); once its own search beats the portfolio, every proposal is model-based
     unlike = make_strategy("adaptive-portfolio").fit(table, pd.DataFrame({"f": [0.0, 1.0, 2.0, 3.0]}, index=["t0", "t1", "t2", "t3"]),
                                                      space=space)
     session = unlike.start(space, task_features={"g": 1.0}, candidates=pd.DataFrame(configs), seed=0)
     assert session.guard["unlike_by_features"] and session.prior is None
-    for _ in range(4):
+    for _ in range(6):
         cfg = session.suggest(1)[0]
         session.observe(cfg, sign * np.log10(cfg["lr"]))
-    assert (session.guard["model_based_from"] == 4) if switches else (session.guard["model_based_from"] is None)
+    assert session.guard["own_search_trials"][:2] == [2, 4]
+    # the portfolio's first pick is the largest learning rate: best when larger is better, worst otherwise
+    assert (session.guard["model_based_from"] == 5) if switches else (session.guard["model_based_from"] is None)
 
 
 def _tables(prefix: str, space, features: list[str], n_tasks: int = 6, seed: int = 0):

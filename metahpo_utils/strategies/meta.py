@@ -60,17 +60,20 @@ class PortfolioStrategy(Strategy):
         return OrderSession(meta.pool[self.order], space, candidates, seed)
 
 
-#: Guard of the adaptive portfolio, fixed in advance (never tuned on a reported number). A task is unlike
-#: the meta-train tasks by its meta-features when they lie farther than GUARD_NOVELTY times the largest
-#: nearest-neighbour distance among those tasks, or are mostly missing (another domain's terms): then
-#: meta-feature similarity is not used, and the first results are checked from GUARD_MIN_OBS_UNLIKE on
-#: instead of GUARD_MIN_OBS. When, between that many and GUARD_MAX_OBS results, no meta-train task orders
-#: them with rank agreement above GUARD_AGREEMENT, the prior does not apply: proposals become model-based
-#: (a GP with expected improvement on the task's own results). Later, a portfolio that has found good
-#: configurations is left alone.
+#: Guard of the adaptive portfolio, fixed before the cross-domain runs it is shown on (never tuned on a
+#: number reported for it). A task is unlike the meta-train tasks by its meta-features when they lie
+#: farther than GUARD_NOVELTY times the largest nearest-neighbour distance among those tasks, or are
+#: mostly missing (another domain's terms). Such a task is hedged: meta-feature similarity is not used,
+#: and every second trial comes from the task's own model-based search (a GP with expected improvement on
+#: its results; a random point before it has two) instead of the portfolio. Once between
+#: GUARD_MIN_OBS_UNLIKE and GUARD_MAX_OBS results are in, if the best of them came from its own search,
+#: the prior has been beaten and every later proposal is model-based. For any task, when between
+#: GUARD_MIN_OBS and GUARD_MAX_OBS results no meta-train task orders them with rank agreement above
+#: GUARD_AGREEMENT, proposals become model-based too. Later, a portfolio that found good configurations
+#: is left alone.
 GUARD_NOVELTY = 1.5
 GUARD_MIN_OBS = 5
-GUARD_MIN_OBS_UNLIKE = 3
+GUARD_MIN_OBS_UNLIKE = 4
 GUARD_MAX_OBS = 10
 GUARD_AGREEMENT = 0.2
 
@@ -92,26 +95,39 @@ class _AdaptiveSession(Session):
         self.use_guard = guard
         unlike = novelty is not None and novelty > GUARD_NOVELTY
         #: the guard's state: meta-feature novelty, whether that makes the task unlike the meta-train
-        #: tasks, the best rank agreement of its first results, and from which trial (1-based)
-        #: proposals are model-based (``None``: never)
-        self.guard = {"novelty": novelty, "unlike_by_features": unlike, "agreement": None, "model_based_from": None}
+        #: tasks, the best rank agreement of its first results, from which trial (1-based) every proposal
+        #: is model-based (``None``: never), and which trials the hedge gave to the task's own search
+        self.guard = {"novelty": novelty, "unlike_by_features": unlike, "agreement": None, "model_based_from": None,
+                      "own_search_trials": []}
+        self._own: set[int] = set()  # trials (0-based) the task's own search proposed while hedged
         if guard and unlike:
             self.prior = None  # similarity to tasks it is unlike carries no information
 
     def _guarded(self, X: np.ndarray, y: np.ndarray) -> bool:
-        """Whether proposals are model-based from now on (the decision, once made, stays)."""
+        """Whether this proposal is model-based (after the switch, every one is: the decision stays)."""
         if not self.use_guard:
             return False
-        first = GUARD_MIN_OBS_UNLIKE if self.guard["unlike_by_features"] else GUARD_MIN_OBS
-        if self.guard["model_based_from"] is None and first <= len(y) <= GUARD_MAX_OBS and np.ptp(y) > 0:
-            self.guard["agreement"] = float(self.meta.rank_agreement(X, y).max())
-            if self.guard["agreement"] < GUARD_AGREEMENT:
-                self.guard["model_based_from"] = len(y) + 1
-        return self.guard["model_based_from"] is not None
+        n, unlike = len(y), self.guard["unlike_by_features"]
+        if self.guard["model_based_from"] is None and 2 <= n <= GUARD_MAX_OBS and np.ptp(y) > 0:
+            if n >= GUARD_MIN_OBS:
+                self.guard["agreement"] = float(self.meta.rank_agreement(X, y).max())
+                if self.guard["agreement"] < GUARD_AGREEMENT:
+                    self.guard["model_based_from"] = n + 1
+            if unlike and n >= GUARD_MIN_OBS_UNLIKE and int(np.argmax(y)) in self._own:
+                self.guard["model_based_from"] = n + 1  # its own search beat the prior
+        if self.guard["model_based_from"] is not None:
+            return True
+        if unlike and n % 2 == 1:  # hedged: trials 2, 4, 6, ... from the task's own search
+            self._own.add(n)
+            self.guard["own_search_trials"].append(n + 1)
+            return True
+        return False
 
     def _propose(self) -> np.ndarray:
         X, y = self.observed()
         if self._guarded(X, y):
+            if len(y) < 2 or np.ptp(y) == 0:
+                return self.rng.random(self.space.dim)  # nothing to model yet: a random point
             pts, idx = self.pool()
             ei, _ = gp_expected_improvement(X, y, pts, self.seed)
             return self._choose(ei, pts, idx)
@@ -147,10 +163,11 @@ class AdaptivePortfolioStrategy(Strategy):
     meta-features it is exactly the greedy portfolio.
 
     ``guard`` (on by default): a new task unlike everything the strategy was fitted on is noticed
-    from its meta-features (then they are not used for similarity, and its first results are checked
-    earlier) and from its first results (no meta-train task orders them alike); then it is searched
-    with a GP and expected improvement on its own results instead of a prior that does not apply
-    (see :data:`GUARD_NOVELTY`). The session's ``guard`` attribute says whether and from which trial.
+    from its meta-features (then they are not used for similarity, every second trial comes from a GP
+    with expected improvement on the task's own results, and once that search beats the portfolio all
+    proposals do) and from its first results (no meta-train task orders them alike: all proposals
+    model-based); see :data:`GUARD_NOVELTY`. The session's ``guard`` attribute says whether and from
+    which trial.
 
     The default temperatures and utility are what :func:`metahpo_utils.benchmark.select_settings`
     chooses from :attr:`SETTINGS_GRID` by leave-one-task-out cross-validation over the 38 digits
