@@ -38,7 +38,7 @@ REPORT_AT = (1, 5, 10, 25, 50)
 
 # the table side lives in benchmark_data; its public names stay importable from here
 __all__ = ["BenchmarkData", "BenchmarkError", "BenchmarkResult", "prepare", "split_columns", "folds", "run_seed",
-           "drive", "replay", "expected_random_regret", "equivalent_random_trials", "task_bootstrap",
+           "drive", "replay", "regret_curve", "expected_random_regret", "equivalent_random_trials", "task_bootstrap",
            "check_strategies", "select_settings", "run_benchmark", "merge_results", "per_task_curves",
            "expected_random_curve", "summarize", "summary_table_markdown", "write_outputs", "write_results", "suggest_overhead",
            "REPORT_AT", "RESULT_COLUMNS"]
@@ -218,7 +218,7 @@ def select_settings(name: str, data: BenchmarkData, train: Sequence[str], budget
             strat = make_strategy(name, **{**(base or {}), **setting})
             _fit(strat, name, data, tr)
             for task in held:
-                reg, _ = _regret_curve(strat, data, task, budget, run_seed(0, task))
+                reg, _ = regret_curve(strat, data, task, budget, run_seed(0, task))
                 scores.append(float(np.mean(reg)) if len(reg) == budget else np.nan)
         rows.append({**setting, "inner_score": float(np.mean(scores))})
     table = pd.DataFrame(rows)
@@ -235,7 +235,7 @@ def _fit(strat: Any, name: str, data: BenchmarkData, train: Sequence[str]) -> No
         raise BenchmarkError(f"strategy '{name}': {err}") from None
 
 
-def _regret_curve(strat: Any, data: BenchmarkData, task: str, budget: int, seed: int,
+def regret_curve(strat: Any, data: BenchmarkData, task: str, budget: int, seed: int,
                   times: list[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Normalized regret and best value so far (maximised) after each trial of one replay (shorter
     if the run stopped early)."""
@@ -299,7 +299,7 @@ def run_benchmark(data: BenchmarkData, strategies: Sequence[str], budget: int, s
             _fit(strat, name, data, train)
             for task in held:
                 for seed in range(seeds):
-                    reg, bsf = _regret_curve(strat, data, task, budget, run_seed(seed, task), times[name])
+                    reg, bsf = regret_curve(strat, data, task, budget, run_seed(seed, task), times[name])
                     shown = bsf if data.maximize else -bsf  # best so far in the table's own units
                     rows += [(name, task, seed, k + 1, shown[k], reg[k]) for k in range(len(reg))]
                     bar.update(1)

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from .benchmark import RESULT_COLUMNS, BenchmarkResult, _regret_curve, prepare, run_seed, summarize
+from .benchmark import RESULT_COLUMNS, BenchmarkResult, regret_curve, prepare, run_seed, summarize
 from .metadataset import MetaTables
 from .strategies import CrossDomainStrategy, make_strategy, shared_space
 
@@ -90,9 +90,10 @@ def cross_domain_benchmark(target: MetaTables, source: MetaTables, strategy: str
         view = data if with_features else _without_features(data)
         for task in test:
             for seed in range(seeds):
-                reg, bsf = _regret_curve(_Recording(strat, decisions, name, task, seed), view, task, budget,
+                reg, bsf = regret_curve(_Recording(strat, decisions, name, task, seed), view, task, budget,
                                          run_seed(seed, task))
-                rows += [(name, task, seed, k + 1, bsf[k], reg[k]) for k in range(len(reg))]
+                shown = bsf if data.maximize else -bsf  # best so far in the table's own units
+                rows += [(name, task, seed, k + 1, shown[k], reg[k]) for k in range(len(reg))]
         if log:
             log(f"{name}: done")
     res = pd.DataFrame(rows, columns=RESULT_COLUMNS)
@@ -108,9 +109,7 @@ def cross_domain_benchmark(target: MetaTables, source: MetaTables, strategy: str
 def _without_features(data: Any) -> Any:
     from dataclasses import replace
 
-    view = replace(data, features=None)
-    view._rows = data._rows
-    return view
+    return replace(data, features=None)
 
 
 class _Recording:
