@@ -318,7 +318,7 @@ def draw_task_suite(view: SuiteView, fig=None):  # noqa: ANN001
             else:
                 ax.plot(inputs[j], lw=0.8, color="#0072B2")
                 ax.axis("off")
-            ax.set_title(labels[j], fontsize=6, pad=1)
+            ax.set_title(labels[j], fontsize=6, pad=1, loc="left" if view.kind == "text" else "center")
             ax.grid(False)
             if j == 0:
                 ax.set_ylabel(name, fontsize=6, rotation=0, ha="right", va="center")
