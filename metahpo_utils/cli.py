@@ -379,11 +379,10 @@ def _cmd_benchmark(a: argparse.Namespace) -> int:
 
 
 def _cmd_crossdomain(a: argparse.Namespace) -> int:
-    from .benchmark import check_strategies
+    from .benchmark import check_strategies, summary_table_markdown
 
     check_strategies([a.strategy], "strategy")
     check_output(a.out, "--out")
-    from .benchmark import summary_table_markdown
     from .crossdomain import cross_domain_benchmark, write_cross_domain
     from .metadataset import default_metadataset
     from .tuning import load_metadataset

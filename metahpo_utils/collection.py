@@ -45,7 +45,6 @@ def evaluate_job(job: dict[str, Any]) -> dict[str, Any]:
     dicts travel. Torch uses ``job["threads"]`` threads (1 by default) so results do not depend on
     how many workers run. Exceptions become ``status="failed"`` with the message.
     """
-    from .domains import get_domain
     from .training import torch_threads
 
     s = job["suite"]

@@ -510,8 +510,13 @@ def draw_importance(per_task: pd.DataFrame, ax=None):  # noqa: ANN001
     long = per_task.melt(var_name="hyperparameter", value_name="importance").dropna()
     sns.barplot(data=long, x="importance", y="hyperparameter", order=order, errorbar=("ci", 95), n_boot=2000,
                 seed=0, color="#56B4E9", alpha=0.8, width=0.6, err_kws={"linewidth": 0.8}, ax=ax)
-    sns.stripplot(data=long, x="importance", y="hyperparameter", order=order, size=2, color="#333333", alpha=0.5,
-                  jitter=0.18, ax=ax)
+    state = np.random.get_state()  # seaborn jitters the dots with numpy's global generator: seed it here only
+    np.random.seed(0)
+    try:
+        sns.stripplot(data=long, x="importance", y="hyperparameter", order=order, size=2, color="#333333", alpha=0.5,
+                      jitter=0.18, ax=ax)
+    finally:
+        np.random.set_state(state)
     ax.set_ylabel("")
     ax.set_xlabel("importance (share of variance)")
     return ax

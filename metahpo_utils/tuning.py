@@ -5,7 +5,7 @@ and the loop returns the best configuration, its trained model and the full hist
     result = tune((X, y), "adaptive-portfolio", budget_seconds=60)         # your own arrays
     result.best_config, result.best_value, result.model, result.history
 
-The strategy is fitted on a stored meta-dataset (by default the committed digits one) without the
+The strategy is fitted on a stored meta-dataset (by default the committed one of the task's domain) without the
 new task and without the meta-test tasks; the new task's meta-features are computed from its
 training split. ``multi_fidelity="sh"`` runs successive halving over epochs: the strategy's order
 decides which configurations start, the learning curves decide which continue.
@@ -182,6 +182,14 @@ def committed_metadataset(source: Any) -> MetaTables:
     return default_metadataset(domain.committed)
 
 
+def default_family(tables: MetaTables, task: Task) -> str:
+    """The model family a task trains with: the meta-dataset's when it is of the task's domain, else the
+    domain's default."""
+    domain = domain_of_task(task)
+    same = domain_of_meta(tables.meta).name == domain.name
+    return (tables.meta.get("family") if same else None) or domain.default_family(task)
+
+
 def training_tasks(tables: MetaTables, exclude: Sequence[str] = ()) -> list[str]:
     """Tasks a strategy may learn from: all but the meta-test split and ``exclude``."""
     tasks = sorted(tables.trials["task"].astype(str).unique())
@@ -292,7 +300,7 @@ def tune(task_or_data: Any, strategy: str | Strategy = "adaptive-portfolio", bud
     if int(eta) < 2:
         raise TuneError(f"tune: eta must be at least 2 (got {eta})")
     task = resolve_task(task_or_data, root=root, seed=seed, **task_kwargs)
-    tables = load_metadataset(meta) if meta is not None else default_metadataset(domain_of_task(task).committed)
+    tables = load_metadataset(meta) if meta is not None else committed_metadataset(task)
     fitted = fit_strategy(strategy, tables, exclude=[task.name])
     space = tables.space
     epochs = int(epochs if epochs is not None else tables.meta.get("epochs", 10))
@@ -303,7 +311,7 @@ def tune(task_or_data: Any, strategy: str | Strategy = "adaptive-portfolio", bud
     if stored.name != domain.name and not getattr(fitted, "cross_domain", False):
         raise TuneError(f"tune: the meta-dataset was collected in the '{stored.name}' domain but task '{task.name}' "
                         f"is a '{domain.name}' task (use a {domain.name} meta-dataset, or a CrossDomainStrategy)")
-    family = family or (tables.meta.get("family") if stored.name == domain.name else None) or domain.default_family(task)
+    family = family or default_family(tables, task)
     mf = domain.metafeatures(task, seed=seed) if use_metafeatures and fitted.meta_learned else None
     session = fitted.start(space, task_features=mf, seed=seed if session_seed is None else session_seed)
     loop = _Loop(task, space, session, epochs, seed, family, resolve_device(device), budget_trials, budget_seconds, callback)
@@ -440,7 +448,7 @@ def compare_tuning(tasks: Sequence[Any], strategies: Sequence[str] = ("adaptive-
         ``best_test_objective`` (test accuracy of the best configuration so far).
     """
     resolved = [resolve_task(t) for t in tasks]
-    tables = load_metadataset(meta) if meta is not None else default_metadataset(domain_of_task(resolved[0]).committed)
+    tables = load_metadataset(meta) if meta is not None else committed_metadataset(resolved[0])
     fitted: dict[tuple[str, tuple[str, ...]], Strategy] = {}
     _warm_up(resolved[0], tables, device)
     rows = []
@@ -497,9 +505,8 @@ def _test_of_best(h: pd.DataFrame, epochs: int) -> list[float]:
 
 def _warm_up(task: Task, tables: MetaTables, device: str | None) -> None:
     """One untimed training first, so the first timed run does not pay torch's start-up."""
-    domain = domain_of_task(task)
-    family = tables.meta.get("family") if domain_of_meta(tables.meta).name == domain.name else None
-    domain.train(task, tables.space.design(1, seed=0)[0], epochs=1, family=family or domain.default_family(task), device=device)
+    domain_of_task(task).train(task, tables.space.design(1, seed=0)[0], epochs=1, family=default_family(tables, task),
+                               device=device)
 
 
 def comparison_summary(results: pd.DataFrame, seconds: Sequence[float] | None = None) -> pd.DataFrame:

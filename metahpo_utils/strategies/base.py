@@ -169,11 +169,12 @@ class MetaData:
         return self._index[task]
 
     def standardize_features(self, features: Mapping[str, float] | pd.Series | None) -> np.ndarray | None:
-        """A new task's meta-features on the meta-train standardization (``None`` if unusable)."""
+        """A new task's meta-features on the meta-train standardization (``None`` if unusable: none
+        fitted, or fewer than half of the fitted ones given, as for a task of another domain)."""
         if features is None or self.features is None:
             return None
         f = pd.Series(features, dtype=float).reindex(self.feature_names)
-        if f.isna().all():
+        if f.notna().mean() < 0.5:
             return None
         return np.nan_to_num((f.to_numpy() - self.feature_mean) / self.feature_scale)
 
@@ -229,15 +230,19 @@ class MetaData:
         f = pd.Series(features, dtype=float).reindex(self.feature_names)
         if f.notna().mean() < 0.5:
             return math.inf
-        z = self.standardize_features(f)
-        F = self.features  # (T, f)
-        if len(F) < 2:
+        if len(self.features) < 2:
             return None
-        d_new = np.sqrt(((F - z) ** 2).sum(1)).min()
+        d_new = np.sqrt(((self.features - self.standardize_features(f)) ** 2).sum(1)).min()
+        spread = self.feature_spread
+        return float(d_new / spread) if spread > 0 else math.inf
+
+    @functools.cached_property
+    def feature_spread(self) -> float:
+        """The largest nearest-neighbour distance among the meta-train tasks' standardized meta-features."""
+        F = self.features  # (T, f)
         D = np.sqrt(((F[:, None, :] - F[None, :, :]) ** 2).sum(-1))  # (T, T)
         np.fill_diagonal(D, np.inf)
-        spread = D.min(1).max()
-        return float(d_new / spread) if spread > 0 else math.inf
+        return float(D.min(1).max())
 
 
 def _row_keys(X: np.ndarray) -> list[bytes]:

@@ -91,7 +91,6 @@ class ProjectedSession:
                  seed: int):
         self.inner, self.space, self.shared, self.candidates = inner, space, shared, candidates
         self.rng = np.random.default_rng([seed, 7])
-        self.own = [n for n in space.names if n not in shared.names]
 
     @property
     def suggested_indices(self) -> list[int]:

@@ -202,7 +202,9 @@ def make_text_task(spec: TextTaskSpec, name: str | None = None) -> TextTask:
         if list(spec.classes) != list(corpus.classes):
             raise TaskError(f"task: sentiment classes must be {list(corpus.classes)} (got {list(spec.classes)})")
         pools = [np.flatnonzero(corpus.labels == c) for c in range(k)]
-        text_of = lambda i: corpus.texts[i][:spec.max_chars]  # noqa: E731
+
+        def text_of(i: int, label: int) -> str:
+            return corpus.texts[i][:spec.max_chars]
     else:
         tagged = load_tagged()
         unknown = [t for t in spec.classes if t not in tagged.index]
@@ -210,8 +212,8 @@ def make_text_task(spec: TextTaskSpec, name: str | None = None) -> TextTask:
             raise TaskError(f"task: tag(s) {unknown} do not occur in the tagged corpus")
         pools = [np.arange(len(tagged.index[t])) for t in spec.classes]
 
-        def text_of(i: int, tag: str) -> str:
-            s, p = tagged.index[tag][i]
+        def text_of(i: int, label: int) -> str:
+            s, p = tagged.index[spec.classes[label]][i]
             return _window_text(tagged.sentences[s], int(p), spec.window)
     parts: dict[str, tuple[list[str], list[int]]] = {"train": ([], []), "val": ([], []), "test": ([], [])}
     for label, pool in enumerate(pools):
@@ -224,7 +226,7 @@ def make_text_task(spec: TextTaskSpec, name: str | None = None) -> TextTask:
                 "val": chosen[spec.n_test_per_class:spec.n_test_per_class + spec.n_val_per_class],
                 "train": chosen[spec.n_test_per_class + spec.n_val_per_class:]}
         for split, ids in cuts.items():
-            texts = [text_of(int(i)) if spec.kind == "sentiment" else text_of(int(i), spec.classes[label]) for i in ids]
+            texts = [text_of(int(i), label) for i in ids]
             parts[split][0].extend(texts)
             parts[split][1].extend([label] * len(ids))
     shuffled = {}
