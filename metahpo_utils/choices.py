@@ -9,11 +9,12 @@ SPLITS = ("meta-train", "meta-val", "meta-test")
 SUITE_DOMAINS = {
     **dict.fromkeys(("digits", "mnist5k", "mnist1d", "mnist", "fashionmnist", "kmnist", "cifar10", "svhn"), "vision"),
     **dict.fromkeys(("text", "sentiment", "postag"), "text"),
+    **dict.fromkeys(("rl", "cartpole", "acrobot", "mountaincar", "pendulum"), "rl"),
 }
 SUITE_NAMES = tuple(SUITE_DOMAINS)
-DOMAINS = ("vision", "text")
+DOMAINS = ("vision", "text", "rl")
 VISION_FAMILIES = ("mlp", "cnn2d", "cnn1d")
-FAMILIES = (*VISION_FAMILIES, "text")
+FAMILIES = (*VISION_FAMILIES, "text", "sb3")
 TRAINERS = ("population", "sequential")
 GROUP_BY = ("config", "task")
 EXPORT_FORMATS = ("csv", "csv.gz", "parquet")

@@ -175,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--folder", help="an image folder, one sub-folder per class (torchvision ImageFolder layout)")
     src.add_argument("--torchvision", help="a torchvision dataset under --root (never downloaded)")
     src.add_argument("--texts", help="your texts: a CSV with columns text and label (a text task)")
+    src.add_argument("--env", help="a classic-control environment (CartPole-v1, Acrobot-v1, MountainCar-v0, Pendulum-v1, "
+                     "or cartpole, ...): an RL task, with --physics")
+    p.add_argument("--physics", default=None, help="--env: physics attributes of the environment, e.g. "
+                   "'gravity=12,length=0.8' (numbers; a list attribute as a JSON list: 'AVAIL_TORQUE=[-1.5,0,1.5]')")
     p.add_argument("--root", default=None, help="root folder for --torchvision")
     p.add_argument("--max-examples", type=_positive, default=None, help="subsample --folder/--torchvision to this many")
     p.add_argument("--strategy", default="adaptive-portfolio",
@@ -182,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--load-strategy", default=None, help="a strategy folder written by --save-strategy (instead of fitting)")
     p.add_argument("--save-strategy", default=None, help="save the fitted strategy into this folder")
     p.add_argument("--meta", default=None, help="meta-dataset: an exported folder or a store (default: the committed one "
-                   "of the task's domain: digits, or text for text tasks)")
+                   "of the task's domain: digits, text for text tasks, rl for RL tasks)")
     p.add_argument("--budget-trials", type=_positive, default=None, help="most configurations to train")
     p.add_argument("--budget-seconds", type=float, default=None, help="most wall-clock seconds per run")
     p.add_argument("--epochs", type=_positive, default=None, help="epochs of a full training (default: the meta-dataset's)")
@@ -219,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_suite(a: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .data.tasks import build_suite
+    from .data.tasks import build_suite, flat_recipe
     from .domains import get_domain
 
     check_output(a.out, "--out", "file")
@@ -230,8 +234,8 @@ def _cmd_suite(a: argparse.Namespace) -> int:
         split = suite.split_of(name)
         if a.split and split != a.split:
             continue
-        recipe = suite.specs[name].to_dict()
-        recipe["k"] = len(recipe.pop("classes"))
+        full = suite.specs[name].to_dict()
+        recipe = ({"k": len(full["classes"])} if "classes" in full else {}) | flat_recipe(full)  # RL: physics.gravity, ...
         recipe.pop("seed", None)
         row = {"task": name, "split": split, **recipe}
         if a.metafeatures:
@@ -526,7 +530,27 @@ def _tune_source(a: argparse.Namespace) -> list:
         if missing:
             raise CliError(f"--texts {a.texts}: missing column(s) {missing} (columns: {', '.join(map(str, df.columns))})")
         return [{"texts": df["text"].tolist(), "labels": df["label"].tolist(), "name": Path(a.texts).stem}]
+    if a.env:
+        return [{"env": a.env, "physics": _physics(a.physics)}]
+    if a.physics:
+        raise CliError("--physics applies to --env only")
     return [a.folder or a.torchvision]
+
+
+def _physics(text: str | None) -> dict:
+    """``'gravity=12,AVAIL_TORQUE=[-1.5,0,1.5]'`` -> ``{"gravity": 12.0, "AVAIL_TORQUE": [-1.5, 0, 1.5]}``."""
+    out: dict = {}
+    for part in re.split(r",(?![^\[]*\])", text or ""):
+        if not part.strip():
+            continue
+        name, eq, value = part.partition("=")
+        try:
+            if not eq or not name.strip():
+                raise ValueError
+            out[name.strip()] = json.loads(value)
+        except ValueError:
+            raise CliError(f"--physics: '{part.strip()}' is not NAME=NUMBER (or NAME=[numbers])") from None
+    return out
 
 
 def _cmd_tune(a: argparse.Namespace) -> int:
@@ -593,7 +617,7 @@ def _cmd_tune(a: argparse.Namespace) -> int:
     (out / "best.json").write_text(json.dumps(best, indent=1, default=float) + "\n")
     if res.model is not None:
         torch.save(res.model.state_dict(), out / "model.pt")
-    print(f"best validation accuracy {res.best_value:.4f} after {len(res.history)} trials ({res.stopped_by} budget "
+    print(f"best validation {res.extra['objective_name']} {res.best_value:.4f} after {len(res.history)} trials ({res.stopped_by} budget "
           f"ran out, {res.wall_s:.1f} s): {res.best_config}")
     for p in ("history.csv", "best.json", "model.pt"):
         if (out / p).exists():

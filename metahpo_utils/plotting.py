@@ -272,18 +272,17 @@ SUITE_FEATURES = ("n_classes", "log_n_examples", "class_imbalance", "landmark_1n
 
 def task_suite_data(tasks, metafeatures: pd.DataFrame, per_task: int = 6,  # noqa: ANN001
                     features: tuple[str, ...] = SUITE_FEATURES) -> SuiteView:
-    """Examples (one per class first, then in order) of each task in ``tasks`` and the chosen
-    meta-feature columns (``metafeatures`` indexed by task or with a ``task`` column)."""
+    """Examples of each task in ``tasks`` (its domain's :meth:`~metahpo_utils.domains.base.Domain.examples`:
+    one per class first for classification, observation traces for RL) and the chosen meta-feature
+    columns (``metafeatures`` indexed by task or with a ``task`` column)."""
+    from .domains import domain_of_task
+
     examples = []
     kind = "image"
     for task in tasks:
-        X, y = task.X_train.numpy(), task.y_train.numpy()
-        first = [int(np.flatnonzero(y == c)[0]) for c in np.unique(y)]
-        rest = [i for i in range(len(y)) if i not in set(first)]
-        idx = (first + rest)[:per_task]
-        kind = task.kind
-        inputs = X[idx] if kind == "text" else X[idx, 0]  # (n, H, W), (n, L) signals or (n, L) character ids
-        examples.append((task.name, inputs, [task.classes[int(y[i])] for i in idx]))
+        # (n, H, W) images, (n, L) signals or (n, L) character ids, with a label each
+        inputs, labels, kind = domain_of_task(task).examples(task, per_task)
+        examples.append((task.name, inputs, labels))
     mf = metafeatures.set_index("task") if "task" in metafeatures.columns else metafeatures
     cols = [c for c in features if c in mf.columns]
     return SuiteView(examples, kind, mf[cols].astype(float))

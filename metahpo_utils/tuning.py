@@ -26,13 +26,13 @@ from torch import nn
 
 from .choices import SUITE_NAMES
 from .data.tasks import Task, TaskError, build_suite
-from .domains import domain_of_meta, domain_of_task
+from .domains import domain_of_meta, domain_of_task, is_task
 from .benchmark import run_seed
 from .errors import MetahpoError
 from .metadataset import MetaDatasetStore, MetaTables, default_metadataset, load_exported
 from .space import SearchSpace
 from .strategies import Strategy, make_strategy
-from .training import Trainer, TrialResult, majority_accuracy, resolve_device
+from .training import Trainer, TrialResult, resolve_device
 
 #: How successive halving is asked for.
 MULTI_FIDELITY = (None, "sh")
@@ -54,7 +54,9 @@ def resolve_task(source: Any, root: str | os.PathLike | None = None, val_fractio
             torchvision dataset found under ``root`` (``"fashionmnist"``, never downloaded); a tuple
             ``(X, y)`` or ``(X, y, X_val, y_val)``; a dict with ``X``, ``y`` and optionally
             ``X_val``, ``y_val``, ``X_test``, ``y_test`` (numpy arrays or tensors); or a dict with
-            ``texts`` and ``labels`` (and optionally ``texts_val``, ``labels_val``): a text task.
+            ``texts`` and ``labels`` (and optionally ``texts_val``, ``labels_val``): a text task; or a dict
+            with ``env`` (a classic-control environment) and optionally ``physics`` and the other fields of
+            :class:`~metahpo_utils.domains.rl.RLTaskSpec`: an RL task.
         root: root folder of a torchvision dataset.
         val_fraction: share split off for validation (and again for test) when not given.
         seed: seed of those splits.
@@ -62,8 +64,20 @@ def resolve_task(source: Any, root: str | os.PathLike | None = None, val_fractio
         max_examples: keep at most this many examples (a seeded subsample) of a folder or torchvision set.
         n_tasks, suite_seed: the suite a built-in task name refers to (default: the suite's size, seed 0).
     """
-    if isinstance(source, Task):
+    if is_task(source):
         return source
+    if isinstance(source, Mapping) and "env" in source:
+        from .domains.rl import RLTaskSpec, make_rl_task
+
+        known = set(RLTaskSpec.__dataclass_fields__) | {"name"}
+        extra = sorted(set(source) - known)
+        if extra:
+            raise TuneError(f"task: an environment task takes keys {sorted(known)} (got unknown {extra})")
+        try:
+            spec = RLTaskSpec(**{k: v for k, v in source.items() if k != "name"})
+            return make_rl_task(spec, source.get("name", f"user-{spec.base}"))
+        except (TaskError, TypeError) as err:
+            raise TuneError(str(err)) from None
     if isinstance(source, Mapping) and "texts" in source:
         from .domains.text import TextTask
 
@@ -168,13 +182,16 @@ def load_metadataset(meta: Any = None) -> MetaTables:
 
 def committed_metadataset(source: Any) -> MetaTables:
     """The committed meta-dataset of the domain a task source belongs to (without building the task):
-    text for a text task or a dict of texts, the suite's domain for a built-in task name, else digits."""
+    text for a text task or a dict of texts, rl for an RL task or a dict with ``env``, the suite's domain for a
+    built-in task name, else digits."""
     from .domains import domain_of_suite, get_domain
 
-    if isinstance(source, Task):
+    if is_task(source):
         domain = domain_of_task(source)
     elif isinstance(source, Mapping) and "texts" in source:
         domain = get_domain("text")
+    elif isinstance(source, Mapping) and "env" in source:
+        domain = get_domain("rl")
     elif isinstance(source, str) and source.rsplit("-", 1)[0] in SUITE_NAMES:
         domain = domain_of_suite(source.rsplit("-", 1)[0])
     else:
@@ -416,6 +433,7 @@ class _Loop:
                 self.session.observe(c, row["objective"])
 
     def result(self, strategy: str, mf: dict[str, float] | None) -> TuneResult:
+        domain = domain_of_task(self.task)
         hist = pd.DataFrame(self.rows)
         value, config, model = self.best
         if model is None and self.rows:  # nothing reached full fidelity (budget ran out mid-bracket)
@@ -423,7 +441,8 @@ class _Loop:
             value, config = top["objective"], {n: top[n] for n in self.space.names}
         return TuneResult(config, float(value) if self.rows else math.nan, model, hist, self.stopped_by or "trials",
                           self.task.name, strategy, mf, self.elapsed(),
-                          {"epochs": self.epochs, "baseline": majority_accuracy(self.task.y_train, self.task.y_val)})
+                          {"epochs": self.epochs, "baseline": domain.baseline(self.task),
+                           "objective_name": domain.objective_name})
 
 
 # ---------------------------------------------------------------- side-by-side comparison

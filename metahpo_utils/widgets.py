@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
+from .data.tasks import flat_recipe
 from .plotting import SIZES, STYLE, SuiteView, draw_importance, draw_task_suite, style, task_suite_data
 from .space import SearchSpace
 
@@ -47,7 +48,8 @@ __all__ = [
 ]
 
 #: Suites built without any download.
-LOCAL_SUITES = ("digits", "mnist5k", "mnist1d", "text", "sentiment", "postag")
+LOCAL_SUITES = ("digits", "mnist5k", "mnist1d", "text", "sentiment", "postag", "rl", "cartpole", "acrobot",
+                "mountaincar", "pendulum")
 
 
 # ---------------------------------------------------------------- shared plumbing
@@ -129,19 +131,25 @@ class TaskView:
         name: the task.
         suite: :class:`~metahpo_utils.plotting.SuiteView` of the task's examples; its
             ``metafeatures`` are the whole suite's when known (else only this task's).
-        class_counts: training examples per class name.
-        metafeatures: :func:`~metahpo_utils.data.metafeatures.compute_metafeatures` of the task.
-        recipe: the task's provenance (classes, examples per class, label noise, ...).
+        bars: the domain's :class:`~metahpo_utils.domains.base.TaskBars` (training examples per class; for
+            RL the random policy's return per validation episode).
+        metafeatures: the domain's meta-features of the task.
+        recipe: the task's provenance (classes, examples per class, label noise, ...; an RL task's physics).
         in_suite: whether ``suite.metafeatures`` covers the suite (the histograms mean something).
     """
 
     name: str
     suite: SuiteView
-    class_counts: pd.Series
+    bars: Any  # TaskBars of the task's domain (classification: training examples per class)
     metafeatures: dict[str, float]
     recipe: dict[str, Any] = field(default_factory=dict)
     in_suite: bool = False
     texts: pd.DataFrame | None = None  # text tasks: a few training texts and their labels
+
+    @property
+    def class_counts(self) -> pd.Series:
+        """The bar chart's values (for classification: training examples per class)."""
+        return self.bars.values
 
 
 def task_view(task, suite_metafeatures: pd.DataFrame | None = None, per_task: int = 8,  # noqa: ANN001
@@ -162,14 +170,15 @@ def task_view(task, suite_metafeatures: pd.DataFrame | None = None, per_task: in
     mf = domain.metafeatures(task, seed=seed)
     table = pd.DataFrame([mf], index=pd.Index([task.name], name="task")) if suite_metafeatures is None else suite_metafeatures
     view = task_suite_data([task], table, per_task=per_task, features=tuple(features))
-    y = task.y_train.numpy()
-    counts = pd.Series(np.bincount(y, minlength=task.n_classes), index=[str(c) for c in task.classes], name="examples")
-    recipe = {"k": task.n_classes, **{k: v for k, v in dict(task.provenance).items() if not isinstance(v, (list, tuple, dict))}}
+    recipe = flat_recipe(task.provenance)
+    if hasattr(task, "n_classes"):
+        recipe = {"k": task.n_classes, **recipe}
     texts = None
     if getattr(task, "texts", None):
+        y = task.y_train.numpy()
         texts = pd.DataFrame({"label": [task.classes[int(v)] for v in y[:per_task]],
                               "text": [task.readable(t) for t in task.texts["train"][:per_task]]})
-    return TaskView(task.name, view, counts, mf, recipe, suite_metafeatures is not None, texts)
+    return TaskView(task.name, view, domain.task_bars(task), mf, recipe, suite_metafeatures is not None, texts)
 
 
 def draw_task_view(view: TaskView, fig=None):  # noqa: ANN001
@@ -192,13 +201,13 @@ def draw_task_view(view: TaskView, fig=None):  # noqa: ANN001
     else:  # draw_task_suite leaves its histogram row (the lower 1.6 / 2.6) empty: the bar chart goes there
         draw_task_suite(SuiteView(view.suite.examples, view.suite.kind, view.suite.metafeatures.iloc[:, :0]), fig)
         ax = fig.add_axes((0.3, 0.1, 0.4, 0.42))
-    counts = view.class_counts
-    ax.bar(np.arange(len(counts)), counts.to_numpy(), color="#56B4E9", edgecolor="white", lw=0.5)
-    ax.set_xticks(np.arange(len(counts)))
-    ax.set_xticklabels(counts.index, fontsize=6)
-    ax.set_xlabel("class")
-    ax.set_ylabel("training examples")
-    ax.set_title(f"{view.name}: class balance", fontsize=7)
+    bars = view.bars
+    ax.bar(np.arange(len(bars.values)), bars.values.to_numpy(), color="#56B4E9", edgecolor="white", lw=0.5)
+    ax.set_xticks(np.arange(len(bars.values)))
+    ax.set_xticklabels(bars.values.index, fontsize=6)
+    ax.set_xlabel(bars.xlabel)
+    ax.set_ylabel(bars.ylabel)
+    ax.set_title(f"{view.name}: {bars.title}", fontsize=7)
     return fig
 
 

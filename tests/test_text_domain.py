@@ -29,11 +29,13 @@ BASE = dict(lr=3e-3, weight_decay=1e-4, batch_size=32, width=32, depth=1, dropou
 
 # ---------------------------------------------------------------- plug-in registry
 def test_every_suite_has_exactly_one_domain():
-    assert set(SUITE_NAMES) == set(SUITES) | set(TEXT_SUITES)
+    from metahpo_utils.domains.rl import RL_SUITES
+
+    assert set(SUITE_NAMES) == set(SUITES) | set(TEXT_SUITES) | set(RL_SUITES)
     for name in SUITE_NAMES:
         assert domain_of_suite(name).name == SUITE_DOMAINS[name]
         assert name in domain_of_suite(name).suites
-    with pytest.raises(MetahpoError, match="unknown suite 'nope'.*text"):
+    with pytest.raises(MetahpoError, match="unknown suite 'nope'.*text.*pendulum"):
         domain_of_suite("nope")
     with pytest.raises(MetahpoError, match="unknown domain"):
         get_domain("audio")

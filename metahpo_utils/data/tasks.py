@@ -25,19 +25,22 @@ class TaskError(MetahpoError, ValueError):
 
 
 class Recipe:
-    """JSON form of a task recipe dataclass (``classes`` a list in JSON, a tuple of ``CLASS_TYPE`` here)."""
+    """JSON form of a task recipe dataclass (``classes``, where a recipe has them, a list in JSON and a tuple of
+    ``CLASS_TYPE`` here)."""
 
     CLASS_TYPE: Any = int
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["classes"] = list(self.classes)
+        if "classes" in d:
+            d["classes"] = list(self.classes)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Any:
         d = dict(d)
-        d["classes"] = tuple(cls.CLASS_TYPE(c) for c in d["classes"])
+        if "classes" in d:
+            d["classes"] = tuple(cls.CLASS_TYPE(c) for c in d["classes"])
         return cls(**d)
 
 
@@ -438,6 +441,17 @@ def _build_image_suite(name: str, n_tasks: int | None, seed: int, root: str | No
         flags = perturbation_flags(i, seed, image=base.kind == "image")
         specs[f"{name}-{i:03d}"] = sample_spec(base, sdef, task_seed, ways, flags)
     return Suite(name, seed, specs, split_names(list(specs), seed, split_fractions), sdef, root, ways)
+
+
+def flat_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
+    """A recipe's scalar fields, with dict fields flattened (``physics.gravity``) and lists left out."""
+    out: dict[str, Any] = {}
+    for k, v in dict(recipe).items():
+        if isinstance(v, dict):
+            out.update({f"{k}.{sub}": x for sub, x in v.items() if not isinstance(x, (list, tuple, dict))})
+        elif not isinstance(v, (list, tuple)):
+            out[k] = v
+    return out
 
 
 def split_names(names: list[str], seed: int, split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> dict[str, list[str]]:

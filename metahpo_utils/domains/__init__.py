@@ -1,4 +1,4 @@
-"""Domain plug-ins: images/vectors (``vision``) and text (``text``); see :mod:`.base` for the interface.
+"""Domain plug-ins: images/vectors (``vision``), text (``text``) and reinforcement learning (``rl``); see :mod:`.base` for the interface.
 
     domain = get_domain("text")                 # or domain_of_suite("sentiment"), domain_of_task(task)
     suite = domain.build_suite("text", n_tasks=40, seed=0)
@@ -15,7 +15,7 @@ from .base import Domain
 
 @functools.lru_cache(maxsize=None)
 def get_domain(name: str) -> Domain:
-    """The plug-in of domain ``name`` (``vision`` or ``text``)."""
+    """The plug-in of domain ``name`` (``vision``, ``text`` or ``rl``)."""
     if name == "vision":
         from .vision import VisionDomain
 
@@ -24,6 +24,10 @@ def get_domain(name: str) -> Domain:
         from .text import TextDomain
 
         return TextDomain()
+    if name == "rl":
+        from .rl import RLDomain
+
+        return RLDomain()
     raise DatasetError(f"unknown domain '{name}' (available: {', '.join(DOMAINS)})")
 
 
@@ -39,9 +43,14 @@ def domain_of_task(task: object) -> Domain:
     return get_domain(getattr(task, "domain", "vision"))
 
 
+def is_task(obj: object) -> bool:
+    """Whether ``obj`` is a built task of some domain (it names itself and its domain)."""
+    return not isinstance(obj, (str, bytes, dict)) and hasattr(obj, "name") and getattr(obj, "domain", None) in DOMAINS
+
+
 def domain_of_meta(meta: dict) -> Domain:
     """The domain a meta-dataset was collected in (its ``domain`` setting; older ones are ``vision``)."""
     return get_domain(meta.get("domain", "vision"))
 
 
-__all__ = ["Domain", "get_domain", "domain_of_suite", "domain_of_task", "domain_of_meta"]
+__all__ = ["Domain", "get_domain", "domain_of_suite", "domain_of_task", "domain_of_meta", "is_task"]

@@ -8,12 +8,23 @@ calls these methods and never branches on which domain it holds.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from torch import nn
 
 from ..data.tasks import Suite, Task
 from ..space import SearchSpace
+
+
+@dataclass
+class TaskBars:
+    """A bar chart of one task (the task explorer's): values by label, axis labels and a title."""
+
+    values: Any  # pandas Series: label -> value
+    xlabel: str
+    ylabel: str
+    title: str
 
 
 class Domain:
@@ -36,6 +47,8 @@ class Domain:
     suites: Mapping[str, Any] = {}
     families: tuple[str, ...] = ()
     supports_population = False
+    #: what the objective measures (axis labels, tables)
+    objective_name = "accuracy"
 
     # ---- suites and tasks
     def build_suite(self, name: str, n_tasks: int | None = None, seed: int = 0, root: str | None = None,
@@ -73,6 +86,36 @@ class Domain:
     def metafeatures(self, task: Task, seed: int = 0) -> dict[str, float]:
         """The task's meta-features (names fixed per domain)."""
         raise NotImplementedError
+
+    def baseline(self, task: Task) -> float:
+        """The objective of a model that learned nothing (a diverged run's), e.g. the majority-class accuracy."""
+        from ..training import majority_accuracy
+
+        return majority_accuracy(task.y_train, task.y_val)
+
+    # ---- what figures and widgets show of a task
+    def examples(self, task: Task, per_task: int = 6) -> tuple[Any, list[str], str]:
+        """Example inputs of a task for the suite figure and the task explorer: ``(inputs, labels, kind)``
+        with ``inputs`` ``(n, H, W)`` images (``kind="image"``), ``(n, L)`` signals (``"signal"``) or
+        ``(n, L)`` token ids (``"text"``), one label each; one example per class first, then in order."""
+        import numpy as np
+
+        X, y = task.X_train.numpy(), task.y_train.numpy()
+        first = [int(np.flatnonzero(y == c)[0]) for c in np.unique(y)]
+        rest = [i for i in range(len(y)) if i not in set(first)]
+        idx = (first + rest)[:per_task]
+        kind = task.kind
+        inputs = X[idx] if kind == "text" else X[idx, 0]
+        return inputs, [task.classes[int(y[i])] for i in idx], kind
+
+    def task_bars(self, task: Task) -> TaskBars:
+        """What the task explorer's bar chart shows: training examples per class."""
+        import numpy as np
+        import pandas as pd
+
+        counts = np.bincount(task.y_train.numpy(), minlength=task.n_classes)
+        return TaskBars(pd.Series(counts, index=[str(c) for c in task.classes], name="examples"),
+                        "class", "training examples", "class balance")
 
     # ---- training: the same for every domain whose models map a batch of inputs to logits
     def trainer(self, task: Task, config: Mapping[str, Any], seed: int, family: str, device: Any = None) -> Any:
