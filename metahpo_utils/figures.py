@@ -17,11 +17,12 @@ import pandas as pd
 
 from . import plotting as P
 from .errors import MetahpoError
+from .domains import domain_of_meta
 from .tuning import fit_strategy, load_metadataset
 
 #: The figure set, in the order it is made.
 FIGURES = ("task_suite", "metadataset_landscape", "meta_training", "regret_curves", "rank_curves",
-           "equivalent_trials", "new_task_tuning", "importance", "importance_vs_metafeatures",
+           "equivalent_trials", "new_task_tuning", "importance", "importance_by_group", "importance_vs_metafeatures",
            "partial_dependence", "mapping", "task_similarity")
 
 #: Benchmark strategies when ``figures`` runs the benchmark itself.
@@ -76,6 +77,7 @@ def make_figures(meta: Any = None, out: str | Path = "figures", benchmark: str |
         raise FigureError(f"figures: unknown figure(s) {unknown} (available: {', '.join(FIGURES)})")
     wanted = [f for f in FIGURES if only is None or f in only]
     tables = load_metadataset(meta)
+    domain = domain_of_meta(tables.meta)
     out = Path(out)
     cache: dict[str, Any] = {}
     written: dict[str, list[Path]] = {}
@@ -94,7 +96,7 @@ def make_figures(meta: Any = None, out: str | Path = "figures", benchmark: str |
         for name in wanted:
             builder = _BUILDERS[name]
             fig = builder(tables, cache=cache, fitted=fitted, surrogate_kw=surrogate_kw, benchmark=benchmark,
-                          tuning=tuning, fast=fast, seed=seed, log=log, out=out)
+                          tuning=tuning, fast=fast, seed=seed, log=log, out=out, domain=domain)
             if fig is None:
                 continue
             written[name] = list(P.savefig(fig, name, out).values())
@@ -125,20 +127,20 @@ def _fig_task_suite(tables, log, seed, **_):  # noqa: ANN001, ANN202
     return fig
 
 
-def _fig_metadataset_landscape(tables, **_):  # noqa: ANN001, ANN202
+def _fig_metadataset_landscape(tables, domain, **_):  # noqa: ANN001, ANN202
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=P.SIZES["page"], gridspec_kw={"width_ratios": [1.4, 1]}, layout="constrained")
-    P.draw_landscape(P.landscape_data(tables.trials), axes)
+    P.draw_landscape(P.landscape_data(tables.trials), axes, metric=domain.objective_name)
     return fig
 
 
-def _fig_meta_training(tables, fitted, surrogate_kw, **_):  # noqa: ANN001, ANN202
+def _fig_meta_training(tables, fitted, surrogate_kw, domain, **_):  # noqa: ANN001, ANN202
     import matplotlib.pyplot as plt
 
     strategies = {n: fitted(f"{n}", **surrogate_kw()) for n in ("mtl", "transfer")}
     fig, ax = plt.subplots(figsize=P.SIZES["column"])
-    P.draw_meta_training(P.meta_training_data(strategies), ax)
+    P.draw_meta_training(P.meta_training_data(strategies), ax, metric=domain.objective_name)
     return fig
 
 
@@ -186,7 +188,7 @@ def _fig_equivalent_trials(tables, **kw):  # noqa: ANN001, ANN202
     return fig
 
 
-def _fig_new_task_tuning(tables, tuning, fast, seed, log, **_):  # noqa: ANN001, ANN202
+def _fig_new_task_tuning(tables, tuning, fast, seed, log, domain, **_):  # noqa: ANN001, ANN202
     import matplotlib.pyplot as plt
 
     from .tuning import compare_tuning
@@ -206,8 +208,13 @@ def _fig_new_task_tuning(tables, tuning, fast, seed, log, **_):  # noqa: ANN001,
         log(f"tuning {len(tasks)} meta-test tasks here (adaptive-portfolio, random, tpe; {budget} trials, {len(seeds)} seed(s))")
         results = compare_tuning(tasks, ["adaptive-portfolio", "random", "tpe"], seeds, budget, meta=tables,
                                  epochs=2 if fast else None)
+    metric = domain.objective_name
+    if domain.normalize_across_tasks:  # one scale: 0 = the untrained baseline, 1 = the best seen on the task
+        from .tuning import normalize_results
+
+        results, metric = normalize_results(results, tables), f"{metric} (normalized per task)"
     fig, axes = plt.subplots(1, 2, figsize=P.SIZES["page"], sharey=True)
-    P.draw_new_task_tuning(results, axes)
+    P.draw_new_task_tuning(results, axes, metric)
     return fig
 
 
@@ -229,6 +236,22 @@ def _fig_importance(tables, **kw):  # noqa: ANN001, ANN202
     return fig
 
 
+def _fig_importance_by_group(tables, domain, log, **kw):  # noqa: ANN001, ANN202
+    import matplotlib.pyplot as plt
+
+    from .interpret import importance_by_group
+
+    col, prov = domain.task_group, tables.provenance
+    if col is None or prov is None or col not in prov or prov[col].nunique() < 2:
+        log("figure importance_by_group: skipped (the tasks form no groups: one environment or kind of task)")
+        return None
+    gi = importance_by_group(_importance(tables, log=log, **kw), prov.set_index(prov["task"].astype(str))[col])
+    fig, ax = plt.subplots(figsize=(P.SIZES["column"][0] + 0.4 * len(gi.n), 0.28 * len(gi.mean) + 1.3),
+                           layout="constrained")
+    P.draw_importance_by_group(gi, ax, group_label=col)
+    return fig
+
+
 def _fig_importance_vs_metafeatures(tables, **kw):  # noqa: ANN001, ANN202
     import matplotlib.pyplot as plt
 
@@ -243,7 +266,7 @@ def _fig_importance_vs_metafeatures(tables, **kw):  # noqa: ANN001, ANN202
     return fig
 
 
-def _fig_partial_dependence(tables, fitted, surrogate_kw, **_):  # noqa: ANN001, ANN202
+def _fig_partial_dependence(tables, fitted, surrogate_kw, domain, **_):  # noqa: ANN001, ANN202
     import matplotlib.pyplot as plt
 
     from .interpret import partial_dependence, surrogate_predictor
@@ -251,17 +274,19 @@ def _fig_partial_dependence(tables, fitted, surrogate_kw, **_):  # noqa: ANN001,
     mtl = fitted("mtl", **surrogate_kw())
     predict = surrogate_predictor(mtl)
     names = tables.space.names
-    one = [n for n in ("lr", "weight_decay", "dropout") if n in names] or names[:3]
+    one = [n for n in ("lr", "weight_decay", "dropout", "gamma", "ent_coef") if n in names][:3] or names[:3]
     fig, axes = plt.subplots(1, len(one) + 1, figsize=(P.SIZES["page"][0], 2.4), layout="constrained")
     bg = mtl.meta.pool
     for i, (ax, name) in enumerate(zip(axes, one)):
-        P.draw_partial_dependence(partial_dependence(predict, tables.space, name, bg), ax, ylabel=i == 0)
+        P.draw_partial_dependence(partial_dependence(predict, tables.space, name, bg), ax, ylabel=i == 0,
+                                  metric=domain.objective_name)
     pair = tuple(one[:2]) if len(one) >= 2 else tuple(names[:2])
-    P.draw_partial_dependence(partial_dependence(predict, tables.space, pair, bg, ice=False), axes[-1])
+    P.draw_partial_dependence(partial_dependence(predict, tables.space, pair, bg, ice=False), axes[-1],
+                              metric=domain.objective_name)
     return fig
 
 
-def _fig_mapping(tables, fitted, log, **_):  # noqa: ANN001, ANN202
+def _fig_mapping(tables, fitted, log, domain, **_):  # noqa: ANN001, ANN202
     import matplotlib.pyplot as plt
 
     from .interpret import mapping_data
@@ -270,15 +295,18 @@ def _fig_mapping(tables, fitted, log, **_):  # noqa: ANN001, ANN202
         log("figure mapping: skipped (no meta-features)")
         return None
     strategy = fitted("mapping")
-    pairs = [(f, h) for f, h in (("log_examples_per_class", "weight_decay"), ("landmark_1nn", "lr"))
-             if f in strategy.meta.feature_names and h in tables.space.names]
+    candidates = (("log_examples_per_class", "weight_decay"), ("landmark_1nn", "lr"),  # images and vectors
+                  ("log_episode_steps", "gamma"), ("landmark_linear_gain", "lr"))  # RL: horizon -> discount
+    pairs = [(f, h) for f, h in candidates if f in strategy.meta.feature_names and h in tables.space.names][:2]
     if not pairs:
-        log("figure mapping: skipped (needs meta-features log_examples_per_class / landmark_1nn and lr / weight_decay)")
+        log("figure mapping: skipped (needs one of the meta-feature / hyperparameter pairs "
+            + ", ".join(f"{f} / {h}" for f, h in candidates) + ")")
         return None
     fig, axes = plt.subplots(1, len(pairs), figsize=P.SIZES["page"] if len(pairs) > 1 else P.SIZES["column"],
                              layout="constrained")
     for ax, (f, h) in zip(np.atleast_1d(axes), pairs):
-        P.draw_mapping(mapping_data(strategy, tables, f, h), ax)
+        P.draw_mapping(mapping_data(strategy, tables, f, h), ax,
+                       metric=None if domain.normalize_across_tasks else domain.objective_name)
     return fig
 
 

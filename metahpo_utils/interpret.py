@@ -289,6 +289,57 @@ def importance_vs_metafeatures(per_task: pd.DataFrame, task_features: pd.DataFra
     return out
 
 
+@dataclass
+class GroupImportance:
+    """How importance moves between groups of tasks (e.g. the environments of an RL suite).
+
+    Attributes:
+        mean: mean importance ``(hyperparameters, groups)``, rows sorted by the mean over all tasks.
+        n: tasks per group.
+        q_value: per hyperparameter, the Benjamini-Hochberg adjusted p-value of a Kruskal-Wallis test
+            that its importance has the same distribution in every group (NaN when untestable).
+    """
+
+    mean: pd.DataFrame
+    n: pd.Series
+    q_value: pd.Series
+
+
+def importance_by_group(per_task: pd.DataFrame, groups: Mapping[str, Any] | pd.Series) -> GroupImportance:
+    """Mean importance per group of tasks and whether it differs between groups.
+
+    Args:
+        per_task: :func:`importance_per_task` output (index task).
+        groups: task -> group label (e.g. a provenance column such as an RL task's ``env``).
+    """
+    from scipy import stats
+
+    g = pd.Series(groups, dtype=object) if not isinstance(groups, pd.Series) else groups.astype(object)
+    g.index = g.index.astype(str)
+    imp = per_task.copy()
+    imp.index = imp.index.astype(str)
+    common = [t for t in imp.index if t in g.index and pd.notna(g[t])]
+    if not common:
+        raise InterpretError("importance_by_group: per_task and groups share no task")
+    imp, g = imp.loc[common].astype(float), g.loc[common]
+    order = list(imp.mean().sort_values(ascending=False).index)
+    labels = sorted(g.unique(), key=str)
+    mean = pd.DataFrame({lab: imp[g == lab].mean() for lab in labels}).reindex(order)
+    mean.index.name, mean.columns.name = "hyperparameter", "group"
+    p = {}
+    for hp in order:
+        samples = [imp.loc[g == lab, hp].dropna().to_numpy() for lab in labels]
+        samples = [x for x in samples if len(x)]
+        pooled = np.concatenate(samples) if samples else np.array([])
+        ok = len(samples) >= 2 and np.ptp(pooled) > 0
+        p[hp] = float(stats.kruskal(*samples).pvalue) if ok else math.nan
+    pv = pd.Series(p, dtype=float)
+    q = pd.Series(math.nan, index=pv.index)
+    if pv.notna().any():
+        q[pv.notna()] = stats.false_discovery_control(pv.dropna().to_numpy(), method="bh")
+    return GroupImportance(mean, g.value_counts().reindex(labels), q.reindex(order))
+
+
 # ---------------------------------------------------------------- 4. partial dependence
 Predictor = Callable[[np.ndarray], Any]
 

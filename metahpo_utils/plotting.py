@@ -2,6 +2,7 @@
 builders (unit-tested) and thin drawing functions that return the Axes."""
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,8 +187,8 @@ def tuning_curves(results: pd.DataFrame, x: str = "trial", points: int = 60) -> 
     return Curves(grid, mean, low, high)
 
 
-def draw_new_task_tuning(results: pd.DataFrame, axes=None):  # noqa: ANN001
-    """Two panels: best validation accuracy vs trials and vs wall-clock seconds; returns the Axes."""
+def draw_new_task_tuning(results: pd.DataFrame, axes=None, metric: str = "accuracy"):  # noqa: ANN001
+    """Two panels: best validation ``metric`` vs trials and vs wall-clock seconds; returns the Axes."""
     import matplotlib.pyplot as plt
 
     if axes is None:
@@ -205,18 +206,19 @@ def draw_new_task_tuning(results: pd.DataFrame, axes=None):  # noqa: ANN001
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
             ax.xaxis.set_minor_formatter(NullFormatter())
-    axes[0].set_ylabel("best validation accuracy")
+    axes[0].set_ylabel(f"best validation {metric}")
     axes[1].legend(loc="lower right", fontsize="small")
     return axes
 
 
-def new_task_tuning_figure(results: pd.DataFrame, out: str | Path, name: str = "new_task_tuning") -> dict[str, Path]:
+def new_task_tuning_figure(results: pd.DataFrame, out: str | Path, name: str = "new_task_tuning",
+                           metric: str = "accuracy") -> dict[str, Path]:
     """Write the new-task tuning figure (see :func:`draw_new_task_tuning`) into ``out``."""
     import matplotlib.pyplot as plt  # the caller's backend stays (figures are saved and closed, never shown)
 
     with plt.style.context(STYLE):
         fig, axes = plt.subplots(1, 2, figsize=SIZES["page"], sharey=True)
-        draw_new_task_tuning(results, axes)
+        draw_new_task_tuning(results, axes, metric)
         paths = savefig(fig, name, out)
         plt.close(fig)
     return paths
@@ -314,9 +316,11 @@ def draw_task_suite(view: SuiteView, fig=None):  # noqa: ANN001
                 ax.set_xticks([])
                 ax.set_yticks([])
                 ax.set_frame_on(False)
-            else:
+            else:  # signals (and an RL episode's observation traces): no axes, but the task's name stays
                 ax.plot(inputs[j], lw=0.8, color="#0072B2")
-                ax.axis("off")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_frame_on(False)
             ax.set_title(labels[j], fontsize=6, pad=1, loc="left" if view.kind == "text" else "center")
             ax.grid(False)
             if j == 0:
@@ -384,7 +388,7 @@ def landscape_data(trials: pd.DataFrame, lr_bins: int = 8) -> Landscape:
                      best_lr.reindex(row_order).to_numpy(), pd.DataFrame(curves, columns=["task", "lr", "objective"]))
 
 
-def draw_landscape(land: Landscape, axes=None, n_curves: int = 8):  # noqa: ANN001
+def draw_landscape(land: Landscape, axes=None, n_curves: int = 8, metric: str = "accuracy"):  # noqa: ANN001
     """Left: heat map of normalized accuracy (tasks by best learning rate, configurations by mean
     rank); right: best accuracy per learning-rate bin for ``n_curves`` tasks spread over that order,
     coloured by their best learning rate. Returns both Axes."""
@@ -395,11 +399,11 @@ def draw_landscape(land: Landscape, axes=None, n_curves: int = 8):  # noqa: ANN0
         _, axes = plt.subplots(1, 2, figsize=SIZES["page"], gridspec_kw={"width_ratios": [1.4, 1]}, layout="constrained")
     ax = axes[0]
     im = ax.imshow(land.matrix, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_xlabel("configuration (sorted by mean normalized accuracy)")
+    ax.set_xlabel(f"configuration (sorted by mean normalized {metric})")
     ax.set_ylabel("task (sorted by best learning rate)")
     ax.set_yticks([])
     ax.grid(False)
-    plt.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="normalized accuracy")
+    plt.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label=f"normalized {metric}")
     ax = axes[1]
     if len(land.lr_curves):
         pick = [land.tasks[i] for i in np.unique(np.linspace(0, len(land.tasks) - 1, n_curves).round().astype(int))]
@@ -410,7 +414,7 @@ def draw_landscape(land: Landscape, axes=None, n_curves: int = 8):  # noqa: ANN0
             ax.plot(d["lr"], d["objective"], marker="o", ms=2, color=cmap(norm(lrs[task])), lw=1)
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
-        ax.set_ylabel("best accuracy in bin")
+        ax.set_ylabel(f"best {metric} in bin")
         sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
         plt.colorbar(sm, ax=ax, fraction=0.046, pad=0.02, label="task's best learning rate")
     return axes
@@ -436,7 +440,7 @@ def meta_training_data(strategies) -> MetaTrainingCurves:  # noqa: ANN001
     return MetaTrainingCurves(out)
 
 
-def draw_meta_training(data: MetaTrainingCurves, ax=None):  # noqa: ANN001
+def draw_meta_training(data: MetaTrainingCurves, ax=None, metric: str = "accuracy"):  # noqa: ANN001
     """Training (solid) and held-out (dashed) loss per epoch of each surrogate; returns the Axes."""
     import matplotlib.pyplot as plt
 
@@ -450,7 +454,7 @@ def draw_meta_training(data: MetaTrainingCurves, ax=None):  # noqa: ANN001
     ax.set_yscale("log")
     log_ticks(ax.yaxis)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("MSE (accuracy standardized per task)")
+    ax.set_ylabel(f"MSE ({metric} standardized per task)")
     ax.legend()
     return ax
 
@@ -521,6 +525,28 @@ def draw_importance(per_task: pd.DataFrame, ax=None):  # noqa: ANN001
     return ax
 
 
+def draw_importance_by_group(gi, ax=None, group_label: str = "group"):  # noqa: ANN001
+    """Heat map of mean importance per hyperparameter (rows, most important overall first) and group of
+    tasks (columns, with their task counts), each cell annotated; a * after a hyperparameter's name where
+    its importance differs between the groups (Kruskal-Wallis, Benjamini-Hochberg q < 0.05).
+    ``gi``: :class:`~metahpo_utils.interpret.GroupImportance`. Returns the Axes."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(SIZES["column"][0], 0.28 * len(gi.mean) + 1.2))
+    data = gi.mean.copy()
+    data.index = [f"{h} *" if gi.q_value.get(h, math.nan) < 0.05 else h for h in data.index]
+    data.columns = [f"{c}\n({int(gi.n[c])})" for c in data.columns]
+    sns.heatmap(data, annot=True, fmt=".2f", annot_kws={"fontsize": 6}, cmap="Blues", vmin=0,
+                cbar_kws={"label": "mean importance (share of variance)", "fraction": 0.05, "pad": 0.02}, ax=ax)
+    ax.set_xlabel(f"{group_label} (tasks)   * importance differs between them, q < 0.05")
+    ax.set_ylabel("")
+    ax.grid(False)
+    ax.tick_params(axis="x", rotation=0)
+    return ax
+
+
 def draw_importance_vs_metafeatures(corr: pd.DataFrame, ax=None):  # noqa: ANN001
     """Heat map of Spearman rho (hyperparameter importance vs meta-feature over tasks), with * where
     the Benjamini-Hochberg adjusted p-value over all the map's tests (``q_value``) is below 0.05
@@ -577,7 +603,7 @@ def draw_task_similarity(df: pd.DataFrame, axes=None, color_by: str = "best_lr")
     return axes
 
 
-def draw_partial_dependence(pdp, ax=None, max_ice: int = 30, ylabel: bool = True):  # noqa: ANN001
+def draw_partial_dependence(pdp, ax=None, max_ice: int = 30, ylabel: bool = True, metric: str = "accuracy"):  # noqa: ANN001
     """A :class:`~metahpo_utils.interpret.PartialDependence`: 1-D as the PD line over thin ICE curves,
     2-D as a filled contour (categoricals as their choices). Returns the Axes."""
     import matplotlib.pyplot as plt
@@ -592,11 +618,11 @@ def draw_partial_dependence(pdp, ax=None, max_ice: int = 30, ylabel: bool = True
         ax.plot(x, pdp.pd, color="#D55E00", lw=1.8, label="partial dependence")
         _param_axis(ax.xaxis, ax.set_xscale, pdp, 0)
         ax.set_xlabel(pdp.params[0])
-        ax.set_ylabel("predicted accuracy (standardized per task)" if ylabel else "")
+        ax.set_ylabel(f"predicted {metric} (standardized per task)" if ylabel else "")
         return ax
     xs = [np.arange(len(v)) if c else v for v, c in zip(pdp.values, pdp.categorical)]
     cs = ax.contourf(xs[0], xs[1], pdp.pd.T, levels=14, cmap="viridis")  # pd: (g_1, g_2), rows = first param
-    plt.colorbar(cs, ax=ax, fraction=0.046, pad=0.02, label="predicted accuracy (standardized)")
+    plt.colorbar(cs, ax=ax, fraction=0.046, pad=0.02, label=f"predicted {metric} (standardized)")
     _param_axis(ax.xaxis, ax.set_xscale, pdp, 0)
     _param_axis(ax.yaxis, ax.set_yscale, pdp, 1)
     ax.set_xlabel(pdp.params[0])
@@ -629,17 +655,18 @@ def _param_axis(axis, set_scale, pdp, i: int) -> None:  # noqa: ANN001
         log_ticks(axis)
 
 
-def draw_mapping(md, ax=None):  # noqa: ANN001
+def draw_mapping(md, ax=None, metric: str | None = "accuracy"):  # noqa: ANN001
     """A :class:`~metahpo_utils.interpret.MappingData`: each meta-train task's best value of the
-    hyperparameter against its meta-feature (dots), and the fitted ``mapping`` strategy's prediction
-    along the meta-feature (line). Returns the Axes."""
+    hyperparameter against its meta-feature (dots, coloured by the task's best ``metric``; one colour with
+    ``metric=None``, for objectives on different scales per task), and the fitted ``mapping`` strategy's
+    prediction along the meta-feature (line). Returns the Axes."""
     import matplotlib.pyplot as plt
 
     if ax is None:
         _, ax = plt.subplots(figsize=SIZES["column"])
     obs = md.observed
-    sc = ax.scatter(obs["feature"], obs["best"], c=obs["best_objective"], cmap="viridis", s=14, lw=0,
-                    label="observed best per task")
+    colours = {"c": obs["best_objective"], "cmap": "viridis"} if metric is not None else {"color": "#0072B2"}
+    sc = ax.scatter(obs["feature"], obs["best"], s=14, lw=0, label="observed best per task", **colours)
     pred = md.predicted.sort_values("feature")
     ax.plot(pred["feature"], pred["best"], color="#D55E00", lw=1.8, label="mapping prediction")
     if md.log:
@@ -647,7 +674,8 @@ def draw_mapping(md, ax=None):  # noqa: ANN001
         log_ticks(ax.yaxis)
     ax.set_xlabel(md.feature.replace("_", " "))
     ax.set_ylabel(f"best {md.hyperparameter}")
-    plt.colorbar(sc, ax=ax, fraction=0.046, pad=0.02, label="best accuracy")
+    if metric is not None:
+        plt.colorbar(sc, ax=ax, fraction=0.046, pad=0.02, label=f"best {metric}")
     # below the axes, never on the dots
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2, fontsize="small", frameon=False)
     return ax

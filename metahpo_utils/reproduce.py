@@ -171,6 +171,51 @@ TEXT_JOB: dict[str, Any] = {"suite": "text", "n_tasks": 40, "n_configs": 64, "ep
                             "cross_domain": {"source": "digits", "budget": 50, "seeds": 5}}
 
 
+def _committed_or_collected(j: dict[str, Any], out: Path, workers: int, collect_again: bool,
+                            log: Callable[[str], None]) -> Any:
+    """A domain job's meta-dataset: the committed one, or (``collect_again``) a fresh collection into
+    ``out/<suite>.sqlite``, said equal or not to the committed one apart from the trials' wall times."""
+    from .metadataset import collect, default_metadataset, export_tables, load_exported
+
+    if not collect_again:
+        return default_metadataset(j["suite"])
+    store = out / f"{j['suite']}.sqlite"
+    rep = collect(j["suite"], n_tasks=j["n_tasks"], n_configs=j["n_configs"], epochs=j["epochs"], store=store,
+                  seed=j["seed"], workers=workers)
+    export_tables(store, out / j["suite"], "csv.gz")
+    tables = load_exported(out / j["suite"])
+    committed = default_metadataset(j["suite"])
+    # every column but cost_s (each trial's measured wall time, never the same twice)
+    same = all(a.drop(columns="cost_s", errors="ignore").equals(b.drop(columns="cost_s", errors="ignore"))
+               for a, b in ((tables.trials, committed.trials), (tables.tasks, committed.tasks),
+                            (tables.provenance, committed.provenance)))
+    log(f"collected {rep.trials_run} new trials in {rep.wall_s:.0f} s; identical to the committed {j['suite']} "
+        f"meta-dataset apart from wall times: {same}")
+    return tables
+
+
+def _domain_job(j: dict[str, Any], out: Path, workers: int, collect_again: bool,
+                log: Callable[[str], None]) -> tuple[Any, list[str], dict[str, Any], pd.DataFrame, dict[str, float]]:
+    """What every domain job does: the meta-dataset, the replay benchmark and real tuning of its meta-test tasks.
+
+    Returns:
+        ``(tables, test_tasks, benchmark summary, tuning results, times)``.
+    """
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    tables = _committed_or_collected(j, out, workers, collect_again, log)
+    times["collect_s"] = time.perf_counter() - t0
+    prov = tables.provenance.assign(task=tables.provenance["task"].astype(str)).set_index("task")["split"]
+    test_tasks = sorted(prov.index[prov == "meta-test"])
+    t0 = time.perf_counter()
+    summary = _benchmark_step(tables, prov, test_tasks, out / f"bench_{j['suite']}", log)
+    times["benchmark_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    tuned = _tuning_step(tables, test_tasks, out / f"tune_{j['suite']}", j["tuning"], log)
+    times["tuning_s"] = time.perf_counter() - t0
+    return tables, test_tasks, summary, tuned, times
+
+
 def text_job(out: str | Path = "runs", figures: str | Path = "figures/text", workers: int = 2, collect_again: bool = False,
              log: Callable[[str], None] = print) -> dict[str, Any]:
     """The text domain's results: benchmark, real tuning, cross-domain transfer, figures and ``summary.md``.
@@ -182,48 +227,20 @@ def text_job(out: str | Path = "runs", figures: str | Path = "figures/text", wor
     """
     from .benchmark import summary_table_markdown
     from .figures import make_figures
-    from .metadataset import collect, default_metadataset, export_tables, load_exported
+    from .metadataset import default_metadataset
     from .tuning import comparison_markdown, comparison_summary
 
     out, figures = Path(out), Path(figures)
-    j, times = TEXT_JOB, {}
-    t0 = time.perf_counter()
-    if collect_again:
-        store = out / "text.sqlite"
-        rep = collect(j["suite"], n_tasks=j["n_tasks"], n_configs=j["n_configs"], epochs=j["epochs"], store=store,
-                      seed=j["seed"], workers=workers)
-        export_tables(store, out / "text", "csv.gz")
-        tables = load_exported(out / "text")
-        committed = default_metadataset("text")
-        # every column but cost_s (each trial's measured wall time, never the same twice)
-        same = all(a.drop(columns="cost_s", errors="ignore").equals(b.drop(columns="cost_s", errors="ignore"))
-                   for a, b in ((tables.trials, committed.trials), (tables.tasks, committed.tasks),
-                                (tables.provenance, committed.provenance)))
-        log(f"collected {rep.trials_run} new trials in {rep.wall_s:.0f} s; identical to the committed text meta-dataset "
-            f"apart from wall times: {same}")
-    else:
-        tables = default_metadataset("text")
-    times["collect_s"] = time.perf_counter() - t0
-    prov = tables.provenance.assign(task=tables.provenance["task"].astype(str)).set_index("task")["split"]
-    test_tasks = sorted(prov.index[prov == "meta-test"])
-
-    t0 = time.perf_counter()
-    bench_dir = out / "bench_text"
-    summary = _benchmark_step(tables, prov, test_tasks, bench_dir, log)
-    times["benchmark_s"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    tune_dir = out / "tune_text"
-    tuning_summary = comparison_summary(_tuning_step(tables, test_tasks, tune_dir, j["tuning"], log))
-    times["tuning_s"] = time.perf_counter() - t0
-
+    j = TEXT_JOB
+    tables, test_tasks, summary, tuned, times = _domain_job(j, out, workers, collect_again, log)
+    tuning_summary = comparison_summary(tuned)
     t0 = time.perf_counter()
     c = j["cross_domain"]
     cross = _cross_domain_step(tables, default_metadataset(c["source"]), test_tasks, out / "crossdomain_text", figures, c, log)
     times["cross_domain_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    written = make_figures(tables, figures, benchmark=bench_dir, tuning=tune_dir, log=log)
+    written = make_figures(tables, figures, benchmark=out / "bench_text", tuning=out / "tune_text", log=log)
     guard = cross.summary["cross_domain"]["guard"]
     lines = ["# Text domain results (`python -m metahpo_utils reproduce --domain text`)", "",
              f"Replay benchmark: {len(summary['tasks'])} text meta-test tasks, {summary['seeds']} seeds, budget "
@@ -233,6 +250,47 @@ def text_job(out: str | Path = "runs", figures: str | Path = "figures/text", wor
              f"shared hyperparameters {', '.join(cross.summary['cross_domain']['shared_hyperparameters'])}, or both):", "",
              summary_table_markdown(cross.summary), "",
              "Guard: " + "; ".join(f"{a}: model-based in {g['model_based_runs']} of {g['runs']} runs" for a, g in guard.items()), ""]
+    (figures / "summary.md").write_text("\n".join(lines))
+    times["figures_s"] = time.perf_counter() - t0
+    log(f"wrote {len(written) + 1} figures and {figures / 'summary.md'}")
+    return {"times": times, "figures": written, "summary": figures / "summary.md"}
+
+
+#: The RL domain's job (``python -m metahpo_utils reproduce --domain rl``): the committed RL meta-dataset (or a
+#: fresh collection of it with ``collect=True``: about 3.5 hours on 2 workers), the replay benchmark of the main
+#: job on its meta-test tasks, real tuning of them (returns normalized per task between the random policy and the
+#: best return seen), what there is to tune per task, and the figures, into ``figures/rl``.
+RL_JOB: dict[str, Any] = {"suite": "rl", "n_tasks": 32, "n_configs": 64, "epochs": 5, "seed": 0,
+                          "tuning": {"strategies": ["adaptive-portfolio", "random", "tpe"], "seeds": 1, "budget_trials": 12}}
+
+
+def rl_job(out: str | Path = "runs", figures: str | Path = "figures/rl", workers: int = 2, collect_again: bool = False,
+           log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The RL domain's results: per-task spread of the meta-dataset, benchmark, real tuning, figures, ``summary.md``."""
+    from .benchmark import summary_table_markdown
+    from .domains.rl.report import spread_markdown, task_spread
+    from .figures import make_figures
+    from .tuning import comparison_markdown, comparison_summary, normalize_results
+
+    out, figures = Path(out), Path(figures)
+    j = RL_JOB
+    tables, test_tasks, summary, tuned, times = _domain_job(j, out, workers, collect_again, log)
+    t0 = time.perf_counter()
+    written = make_figures(tables, figures, benchmark=out / "bench_rl", tuning=out / "tune_rl", log=log)
+    spread = task_spread(tables)
+    raw = comparison_summary(tuned)
+    normalized = comparison_summary(normalize_results(tuned, tables))  # the same seconds: elapsed times are kept
+    lines = ["# RL domain results (`python -m metahpo_utils reproduce --domain rl`)", "",
+             "What there is to tune: per task the random policy's mean validation return, the median and the best "
+             "configuration's, the best algorithm, the median configuration's return normalized between the random "
+             "policy (0) and the best configuration (1), and the shares of configurations that solve (>= 0.5) or fail "
+             "(<= 0.1) on that scale.", "", spread_markdown(spread),
+             f"Replay benchmark: {len(summary['tasks'])} RL meta-test tasks, {summary['seeds']} seeds, budget "
+             f"{summary['budget']}; [95% bootstrap interval over tasks].", "", summary_table_markdown(summary), "",
+             "New-task tuning with real training, returns normalized per task (0 = the random policy, 1 = the best "
+             "return seen on the task, in these runs or the meta-dataset; test values on the test episodes):", "",
+             comparison_markdown(normalized), "Raw mean returns (over tasks of different scales):", "",
+             comparison_markdown(raw)]
     (figures / "summary.md").write_text("\n".join(lines))
     times["figures_s"] = time.perf_counter() - t0
     log(f"wrote {len(written) + 1} figures and {figures / 'summary.md'}")

@@ -171,11 +171,15 @@ class MetaDatasetStore:
         return pd.DataFrame(rows)
 
     def provenance_table(self) -> pd.DataFrame:
-        """``task``, ``split`` and the generator recipe (base, k, n_per_class, label_noise, ...)."""
+        """``task``, ``split`` and the generator recipe (base, k, n_per_class, label_noise, ...; an RL task's
+        ``env``, ``physics.gravity``, ..., a list constant as JSON text)."""
         rows = []
         for t, split, spec in self.conn.execute("SELECT task, split, spec FROM tasks ORDER BY task"):
             s = json.loads(spec)
-            s["k"] = len(s.pop("classes"))
+            if "classes" in s:
+                s["k"] = len(s.pop("classes"))
+            for key in [k for k, v in s.items() if isinstance(v, dict)]:
+                s.update({f"{key}.{sub}": json.dumps(v) if isinstance(v, list) else v for sub, v in s.pop(key).items()})
             rows.append({"task": t, "split": split, **s})
         return pd.DataFrame(rows)
 

@@ -442,7 +442,7 @@ class _Loop:
         return TuneResult(config, float(value) if self.rows else math.nan, model, hist, self.stopped_by or "trials",
                           self.task.name, strategy, mf, self.elapsed(),
                           {"epochs": self.epochs, "baseline": domain.baseline(self.task),
-                           "objective_name": domain.objective_name})
+                           "test_baseline": domain.baseline(self.task, "test"), "objective_name": domain.objective_name})
 
 
 # ---------------------------------------------------------------- side-by-side comparison
@@ -464,7 +464,8 @@ def compare_tuning(tasks: Sequence[Any], strategies: Sequence[str] = ("adaptive-
         One row per (strategy, task, seed, trial): ``objective``, ``test_objective``, ``status``,
         ``epochs``, ``best_so_far`` (full-fidelity), ``elapsed_s``, ``cost_s``, ``baseline`` (the
         validation accuracy of predicting the majority class: what one has before any result),
-        ``best_test_objective`` (test accuracy of the best configuration so far).
+        ``best_test_objective`` (test accuracy of the best configuration so far), ``test_baseline`` (the
+        majority class's test accuracy). For RL both baselines are the random policy's return.
     """
     resolved = [resolve_task(t) for t in tasks]
     tables = load_metadataset(meta) if meta is not None else committed_metadataset(resolved[0])
@@ -492,7 +493,8 @@ def compare_tuning(tasks: Sequence[Any], strategies: Sequence[str] = ("adaptive-
             rows.append({"strategy": label, "task": task.name, "seed": seed, "trial": i + 1,
                          "objective": r["objective"], "test_objective": r["test_objective"], "status": r["status"],
                          "epochs": r["epochs"], "best_so_far": best.iloc[i], "elapsed_s": r["elapsed_s"],
-                         "cost_s": r["cost_s"], "baseline": res.extra["baseline"], "best_test_objective": best_test[i]})
+                         "cost_s": r["cost_s"], "baseline": res.extra["baseline"], "best_test_objective": best_test[i],
+                         "test_baseline": res.extra["test_baseline"]})
         if bar is not None:
             bar.update()
     if bar is not None:
@@ -526,6 +528,34 @@ def _warm_up(task: Task, tables: MetaTables, device: str | None) -> None:
     """One untimed training first, so the first timed run does not pay torch's start-up."""
     domain_of_task(task).train(task, tables.space.design(1, seed=0)[0], epochs=1, family=default_family(tables, task),
                                device=device)
+
+
+def normalize_results(results: pd.DataFrame, reference: MetaTables | None = None) -> pd.DataFrame:
+    """A comparison's values on one scale per task, for tasks whose objectives stand on different scales (RL
+    returns): 0 is the untrained ``baseline`` (the random policy), 1 the best value seen on the task (in these
+    runs, or in ``reference``'s rows of the task when given). Validation values (``objective``,
+    ``best_so_far``, ``baseline``) use the validation baseline and best; test values (``test_objective``,
+    ``best_test_objective``) use ``test_baseline`` and the best test value seen.
+
+    Returns:
+        A copy of ``results`` with those columns normalized (the others unchanged).
+    """
+    out = results.copy()
+    ref = None
+    if reference is not None:
+        ref = reference.trials.assign(task=reference.trials["task"].astype(str)).groupby("task")[["objective", "test_objective"]].max()
+    for task, idx in out.groupby(out["task"].astype(str)).groups.items():
+        d = out.loc[idx]
+        for lo_col, hi_col, cols in (("baseline", "objective", ["objective", "best_so_far", "baseline"]),
+                                     ("test_baseline", "test_objective", ["test_objective", "best_test_objective"])):
+            lo = float(d[lo_col].iloc[0])
+            hi = float(d[hi_col].max())
+            if ref is not None and task in ref.index:
+                hi = max(hi, float(ref.at[task, hi_col]))
+            span = hi - lo if hi > lo else 1.0
+            out.loc[idx, cols] = (d[cols].astype(float) - lo) / span
+        out.loc[idx, "test_baseline"] = 0.0
+    return out
 
 
 def comparison_summary(results: pd.DataFrame, seconds: Sequence[float] | None = None) -> pd.DataFrame:

@@ -99,6 +99,18 @@ def test_equivalent_trials_and_benchmark_curves():
     assert _render(P.draw_curves(curves, log=False)) > 0
 
 
+def test_importance_by_group_drawing():
+    from metahpo_utils.interpret import GroupImportance
+
+    gi = GroupImportance(pd.DataFrame({"cartpole": [0.6, 0.1], "pendulum": [0.1, 0.5]}, index=["algo", "lr"]),
+                         pd.Series({"cartpole": 4, "pendulum": 3}), pd.Series({"algo": 0.01, "lr": 0.2}))
+    ax = P.draw_importance_by_group(gi, group_label="env")
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["algo *", "lr"] and [t.get_text() for t in ax.get_xticklabels()] == ["cartpole\n(4)", "pendulum\n(3)"]
+    assert [t.get_text() for t in ax.texts] == ["0.60", "0.10", "0.10", "0.50"]  # every cell annotated, row by row
+    assert _render(ax) > 0
+
+
 def test_interpretability_drawings(tables):
     from metahpo_utils.interpret import importance_per_task, importance_vs_metafeatures, partial_dependence
 
@@ -127,8 +139,12 @@ def test_figures_command_regenerates_the_set(tmp_path, capsys):
     from metahpo_utils.figures import FIGURES
 
     assert main(["figures", "--out", str(tmp_path), "--fast"]) == 0
+    assert "importance_by_group: skipped (the tasks form no groups" in capsys.readouterr().out  # one kind of task
     for name in FIGURES:
         for ext in ("png", "pdf"):
+            if name == "importance_by_group":
+                assert not (tmp_path / f"{name}.{ext}").exists()
+                continue
             assert (tmp_path / f"{name}.{ext}").stat().st_size > 0, f"{name}.{ext}"
     assert main(["figures", "--out", str(tmp_path), "--only", "nope"]) == 2
     assert "unknown figure(s) ['nope']" in capsys.readouterr().err

@@ -112,6 +112,27 @@ def test_per_task_importance_aggregation_and_planted_metafeature_relation(space)
     assert x_row["rho"] < -0.8
 
 
+def test_importance_by_group_finds_where_importance_moves(space):
+    """Tasks of group A depend on x only, tasks of group B on lr only: each one's importance differs between the
+    groups (small q); opt is irrelevant everywhere."""
+    rows, groups = [], {}
+    for t in range(12):
+        d = pd.DataFrame(space.design(40, seed=t))
+        a = t % 2 == 0
+        noise = np.random.default_rng(t).normal(0, 0.01, len(d))
+        y = -(d["x"] - 0.3) ** 2 if a else -(np.log10(d["lr"]) + 2) ** 2 / 16
+        rows.append(d.assign(task=f"t{t}", objective=y + noise))
+        groups[f"t{t}"] = "A" if a else "B"
+    per_task = I.importance_per_task(pd.concat(rows), space)
+    gi = I.importance_by_group(per_task, groups)
+    assert list(gi.mean.columns) == ["A", "B"] and gi.n.to_dict() == {"A": 6, "B": 6}
+    assert gi.mean.loc["x", "A"] > 0.7 and gi.mean.loc["lr", "B"] > 0.7 and gi.mean.loc["x", "B"] < 0.2
+    assert gi.q_value["x"] < 0.05 and gi.q_value["lr"] < 0.05 and (gi.mean.loc["opt"] < 0.1).all()
+    assert list(gi.mean.index) == list(per_task.mean().sort_values(ascending=False).index)
+    with pytest.raises(I.InterpretError, match="share no task"):
+        I.importance_by_group(per_task, {"other": "A"})
+
+
 def test_per_task_subset_and_unknown_task(space):
     table, _ = _planted_tasks(space, n_tasks=3, n=20)
     assert list(I.importance_per_task(table, space, "ped-anova", tasks=["t2", "t0"]).index) == ["t2", "t0"]

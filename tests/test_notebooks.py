@@ -16,9 +16,10 @@ FIGURES = {
     "04_interpretability": ["04_importance", "04_importance_vs_metafeatures", "04_partial_dependence", "04_mapping",
                             "04_task_similarity"],
     "05_text_domain": ["05_text_importance", "05_text_replay_benchmark", "05_text_tuning", "05_cross_domain"],
+    "06_rl_domain": ["06_rl_importance_by_env", "06_rl_replay_benchmark", "06_rl_tuning"],
 }
 #: Notebooks that show ipywidgets (and how many widget views at least).
-WIDGETS = {"04_interpretability": 4, "05_text_domain": 1}
+WIDGETS = {"04_interpretability": 4, "05_text_domain": 1, "06_rl_domain": 1}
 
 
 def test_there_are_notebooks():

@@ -167,6 +167,26 @@ def test_best_so_far_counts_final_results_only():
     assert best_so_far(h, 10).iloc[:2].isna().all()
 
 
+def test_normalize_results_puts_every_task_on_one_scale():
+    import pandas as pd
+
+    from metahpo_utils.metadataset import MetaTables
+    from metahpo_utils.tuning import normalize_results
+
+    res = pd.DataFrame({"task": ["a", "a", "b", "b"], "strategy": "s", "seed": 0, "trial": [1, 2, 1, 2],
+                        "objective": [20.0, 60.0, -900.0, -300.0], "best_so_far": [20.0, 60.0, -900.0, -300.0],
+                        "baseline": [10.0, 10.0, -1000.0, -1000.0], "test_objective": [15.0, 55.0, -800.0, -200.0],
+                        "best_test_objective": [15.0, 55.0, -800.0, -200.0], "test_baseline": [5.0, 5.0, -1000.0, -1000.0]})
+    n = normalize_results(res)
+    assert n["best_so_far"].tolist() == [0.2, 1.0, 1 / 7, 1.0] and (n["baseline"] == 0).all()  # 0 = baseline, 1 = best
+    assert n["best_test_objective"].tolist() == [0.2, 1.0, 0.25, 1.0] and (n["test_baseline"] == 0).all()
+    ref = MetaTables(pd.DataFrame({"task": ["a", "b"], "objective": [110.0, -300.0], "test_objective": [105.0, 0.0]}),
+                     None, None, {})
+    m = normalize_results(res, ref)  # the best seen in the meta-dataset counts too
+    assert m["best_so_far"].tolist()[:2] == [0.1, 0.5] and m["best_test_objective"].tolist()[2:] == [0.2, 0.8]
+    assert res["best_so_far"].tolist() == [20.0, 60.0, -900.0, -300.0]  # the input is left alone
+
+
 def test_compare_summary_and_figure(tables):
     prov = tables.provenance
     tasks = sorted(prov.loc[prov["split"] == "meta-test", "task"])[:2]

@@ -49,6 +49,11 @@ class Domain:
     supports_population = False
     #: what the objective measures (axis labels, tables)
     objective_name = "accuracy"
+    #: whether objectives of different tasks stand on different scales, so that comparisons across tasks
+    #: normalise each task between its baseline and the best value seen on it (RL returns)
+    normalize_across_tasks = False
+    #: provenance column that groups a suite's tasks (figures compare importance between the groups)
+    task_group: str | None = None
 
     # ---- suites and tasks
     def build_suite(self, name: str, n_tasks: int | None = None, seed: int = 0, root: str | None = None,
@@ -87,11 +92,12 @@ class Domain:
         """The task's meta-features (names fixed per domain)."""
         raise NotImplementedError
 
-    def baseline(self, task: Task) -> float:
-        """The objective of a model that learned nothing (a diverged run's), e.g. the majority-class accuracy."""
+    def baseline(self, task: Task, split: str = "val") -> float:
+        """The objective (``split="val"``) or test objective (``"test"``) of a model that learned nothing (a
+        diverged run's): here the majority-class accuracy."""
         from ..training import majority_accuracy
 
-        return majority_accuracy(task.y_train, task.y_val)
+        return majority_accuracy(task.y_train, task.y_test if split == "test" else task.y_val)
 
     # ---- what figures and widgets show of a task
     def examples(self, task: Task, per_task: int = 6) -> tuple[Any, list[str], str]:

@@ -56,6 +56,8 @@ class RLDomain(Domain):
     families = ("sb3",)
     supports_population = False
     objective_name = "return"
+    normalize_across_tasks = True
+    task_group = "env"
 
     def build_suite(self, name: str, n_tasks: int | None = None, seed: int = 0, root: str | None = None,
                     ways: int | tuple[int, int] | None = None, download: bool = False,
@@ -90,8 +92,9 @@ class RLDomain(Domain):
     def metafeatures(self, task: RLTask, seed: int = 0) -> dict[str, float]:
         return rl_metafeatures(task, seed=seed)
 
-    def baseline(self, task: RLTask) -> float:
-        return task.random_return("val")
+    def baseline(self, task: RLTask, split: str = "val") -> float:
+        """The uniformly random policy's mean return on the split's episodes."""
+        return task.random_return(split)
 
     def examples(self, task: RLTask, per_task: int = 6) -> tuple[Any, list[str], str]:
         """One random-policy episode on the first validation seed: a trace per observation dimension."""

@@ -41,6 +41,7 @@ class TextDomain(Domain):
     suites = TEXT_SUITES
     families = ("text",)
     supports_population = False
+    task_group = "kind"
 
     def build_suite(self, name: str, n_tasks: int | None = None, seed: int = 0, root: str | None = None,
                     ways: int | tuple[int, int] | None = None, download: bool = False,
