@@ -195,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--multi-fidelity", choices=("sh",), default=None, help="successive halving over epochs")
     p.add_argument("--eta", type=_positive, default=3, help="halving rate of --multi-fidelity sh")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--workers", type=_positive, default=1, help="comparisons: Dask LocalCluster worker processes, "
+                   "one (strategy, task, seed) run each at a time (the same values as 1 process; timings differ)")
+    p.add_argument("--scheduler", default=None, help="comparisons: address of an existing Dask scheduler")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-progress", action="store_true")
 
@@ -587,7 +590,7 @@ def _cmd_tune(a: argparse.Namespace) -> int:
             raise CliError("comparing (several tasks, strategies or seeds) needs --budget-trials and takes no "
                            "--load-strategy/--save-strategy")
         results = compare_tuning(sources, names, seeds, a.budget_trials, meta=tables, epochs=a.epochs,
-                                 device=a.device, progress=not a.no_progress)
+                                 device=a.device, progress=not a.no_progress, workers=a.workers, scheduler=a.scheduler)
         out.mkdir(parents=True, exist_ok=True)
         results.to_csv(out / "results.csv", index=False)
         from .domains import domain_of_meta

@@ -15,7 +15,7 @@ import time
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .choices import GROUP_BY, TRAINERS
 from .data.tasks import Suite, build_suite
@@ -314,14 +314,18 @@ def _connect(scheduler: str) -> Any:
 MALLOC_THRESHOLD = 256 * 2**20
 
 
-def _run_jobs(jobs: list[dict[str, Any]], workers: int, client: Any = None) -> Iterator[dict[str, Any]]:
-    """Yield job results in completion order: in-process, on a new ``LocalCluster`` of ``workers``
-    processes, or on ``client``'s cluster. Only the driver (the caller) writes the store."""
+def _run_jobs(jobs: list[dict[str, Any]], workers: int, client: Any = None, fn: Callable[..., dict[str, Any]] = evaluate_job,
+              shared: Any = None) -> Iterator[dict[str, Any]]:
+    """Yield ``fn(job)`` (or ``fn(job, shared)`` when ``shared`` is given: data every job reads, sent to each
+    worker once) in completion order: in-process, on a new ``LocalCluster`` of ``workers`` processes, or on
+    ``client``'s cluster. Only the driver (the caller) writes the store. A job whose worker dies is answered by
+    :func:`_job_failed` (collection jobs) or raises (other functions)."""
     if not jobs:
         return
+    args = () if shared is None else (shared,)
     if client is None and workers <= 1:
         for job in jobs:
-            yield evaluate_job(job)
+            yield fn(job, *args)
         return
     from distributed import Client, LocalCluster, as_completed
 
@@ -341,19 +345,23 @@ def _run_jobs(jobs: list[dict[str, Any]], workers: int, client: Any = None) -> I
         # Bounded in-flight window: memory stays flat however many trials there are.
         n_workers = len(client.scheduler_info().get("workers", {})) or workers
         window = max(4, 4 * n_workers)
+        if shared is not None:
+            args = (client.scatter(shared, broadcast=True),)
         it = iter(jobs)
-        pending = {client.submit(evaluate_job, j, pure=False): j for j in _take(it, window)}
+        pending = {client.submit(fn, j, *args, pure=False): j for j in _take(it, window)}
         ac = as_completed(list(pending))
         for fut in ac:
             job = pending.pop(fut)
             try:
                 res = fut.result()
             except Exception as err:  # a worker died: record the trial(s) as failed, go on
+                if fn is not evaluate_job:
+                    raise
                 res = {"kind": job["kind"], "task": job["task"], **_job_failed(job, err)}
             fut.release()
             yield res
             for j in _take(it, 1):
-                nxt = client.submit(evaluate_job, j, pure=False)
+                nxt = client.submit(fn, j, *args, pure=False)
                 pending[nxt] = j
                 ac.add(nxt)
     finally:

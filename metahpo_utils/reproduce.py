@@ -29,18 +29,20 @@ TUNING: dict[str, Any] = {"strategies": ["adaptive-portfolio", "adaptive-portfol
 
 
 def _reusable(results: Path, strategies: list[str], seeds: int, trials: int, tasks: list[str],
-              nested: list[str] | None = None) -> bool:
+              nested: list[str] | None = None, epochs: int | None = None) -> bool:
     """Whether an earlier run's results.csv holds exactly this protocol (for a benchmark, also the
-    strategies whose settings were chosen by nested cross-validation, from its summary.json)."""
+    strategies whose settings were chosen by nested cross-validation, from its summary.json; for tuning, the
+    epochs of a full training)."""
     if not results.exists():
         return False
     if nested is not None:
         summary = results.with_name("summary.json")
         if not summary.exists() or sorted(json.loads(summary.read_text()).get("protocol", {}).get("nested", {})) != sorted(nested):
             return False
-    r = pd.read_csv(results, usecols=["strategy", "task", "seed", "trial"])
+    r = pd.read_csv(results, usecols=["strategy", "task", "seed", "trial"] + (["epochs"] if epochs else []))
     return (sorted(r["strategy"].unique()) == sorted(strategies) and r["seed"].nunique() == seeds
-            and int(r["trial"].max()) == trials and sorted(r["task"].astype(str).unique()) == sorted(tasks))
+            and int(r["trial"].max()) == trials and sorted(r["task"].astype(str).unique()) == sorted(tasks)
+            and (epochs is None or int(r["epochs"].max()) == epochs))
 
 
 def main_job(out: str | Path = "runs", figures: str | Path = "figures", workers: int = 2,
@@ -81,7 +83,7 @@ def main_job(out: str | Path = "runs", figures: str | Path = "figures", workers:
 
     t0 = time.perf_counter()
     tune_dir = out / f"tune_{r['suite']}"
-    tuning_summary = comparison_summary(_tuning_step(tables, test_tasks, tune_dir, TUNING, log))
+    tuning_summary = comparison_summary(_tuning_step(tables, test_tasks, tune_dir, TUNING, log, workers))
     times["tuning_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -110,17 +112,18 @@ def _benchmark_step(tables: Any, prov: pd.Series, test_tasks: list[str], bench_d
 
 
 def _tuning_step(tables: Any, test_tasks: list[str], tune_dir: Path, t: dict[str, Any],
-                 log: Callable[[str], None]) -> pd.DataFrame:
+                 log: Callable[[str], None], workers: int = 1) -> pd.DataFrame:
     """Real tuning of the meta-test tasks under protocol ``t`` (or an identical earlier run's results)."""
     from .tuning import compare_tuning
 
-    if _reusable(tune_dir / "results.csv", t["strategies"], t["seeds"], t["budget_trials"], test_tasks):
+    epochs = t.get("epochs") or int(tables.meta.get("epochs", 10))
+    if _reusable(tune_dir / "results.csv", t["strategies"], t["seeds"], t["budget_trials"], test_tasks, epochs=epochs):
         log(f"new-task tuning: reusing {tune_dir} (same protocol)")
         return pd.read_csv(tune_dir / "results.csv")
     log(f"new-task tuning for real: {len(t['strategies'])} strategies x {len(test_tasks)} tasks x {t['seeds']} seeds "
         f"x {t['budget_trials']} trials")
     tuned = compare_tuning(test_tasks, t["strategies"], list(range(t["seeds"])), t["budget_trials"], meta=tables,
-                           progress=True)
+                           epochs=t.get("epochs"), progress=True, workers=workers)
     tune_dir.mkdir(parents=True, exist_ok=True)
     tuned.to_csv(tune_dir / "results.csv", index=False)
     return tuned
@@ -211,7 +214,7 @@ def _domain_job(j: dict[str, Any], out: Path, workers: int, collect_again: bool,
     summary = _benchmark_step(tables, prov, test_tasks, out / f"bench_{j['suite']}", log)
     times["benchmark_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    tuned = _tuning_step(tables, test_tasks, out / f"tune_{j['suite']}", j["tuning"], log)
+    tuned = _tuning_step(tables, test_tasks, out / f"tune_{j['suite']}", j["tuning"], log, workers)
     times["tuning_s"] = time.perf_counter() - t0
     return tables, test_tasks, summary, tuned, times
 

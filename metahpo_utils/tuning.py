@@ -454,52 +454,86 @@ SUMMARY_TRIALS = (1, 3, 5, 10, 20, 30, 50)
 
 def compare_tuning(tasks: Sequence[Any], strategies: Sequence[str] = ("adaptive-portfolio", "random", "tpe"),
                    seeds: Sequence[int] = (0, 1, 2), budget_trials: int = 20, meta: Any = None,
-                   epochs: int | None = None, device: str | None = "cpu", progress: bool = False) -> pd.DataFrame:
+                   epochs: int | None = None, device: str | None = "cpu", progress: bool = False,
+                   workers: int = 1, scheduler: str | None = None) -> pd.DataFrame:
     """Tune every task with every strategy and seed for real, with the same trial budget.
 
-    A name ending in ``+sh`` runs that strategy with successive halving. Strategies are fitted once
-    (meta-training is offline and not timed); the clock of each run covers its proposals and trainings.
+    A name ending in ``+sh`` runs that strategy with successive halving. Strategies are fitted once per
+    process (meta-training is offline and not timed); the clock of each run covers its proposals and
+    trainings. With ``workers > 1`` (a Dask ``LocalCluster``) or ``scheduler`` (an existing cluster) the
+    (strategy, task, seed) runs are spread over worker processes, one run per worker at a time: every value
+    is the same as in one process (each run's seeds derive from its seed and task, fitting is deterministic);
+    only the timings depend on what else the machine does.
 
     Returns:
         One row per (strategy, task, seed, trial): ``objective``, ``test_objective``, ``status``,
         ``epochs``, ``best_so_far`` (full-fidelity), ``elapsed_s``, ``cost_s``, ``baseline`` (the
         validation accuracy of predicting the majority class: what one has before any result),
         ``best_test_objective`` (test accuracy of the best configuration so far), ``test_baseline`` (the
-        majority class's test accuracy). For RL both baselines are the random policy's return.
+        majority class's test accuracy). For RL both baselines are the random policy's return. Rows are in the
+        order of tasks, then seeds, then strategies, whatever order the runs finished in.
     """
+    import uuid
+
+    from .collection import _connect, _run_jobs
+
     resolved = [resolve_task(t) for t in tasks]
     tables = load_metadataset(meta) if meta is not None else committed_metadataset(resolved[0])
-    fitted: dict[tuple[str, tuple[str, ...]], Strategy] = {}
-    _warm_up(resolved[0], tables, device)
-    rows = []
-    runs = [(s, t, seed) for t in resolved for seed in seeds for s in strategies]
+    token = uuid.uuid4().hex  # fitted strategies are cached per process for this comparison only
+    jobs = [{"index": i, "label": s, "task": t, "seed": seed, "budget_trials": budget_trials, "epochs": epochs,
+             "device": device, "token": token}
+            for i, (t, seed, s) in enumerate((t, seed, s) for t in resolved for seed in seeds for s in strategies)]
+    client = _connect(scheduler) if scheduler is not None else None
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(runs), desc="tuning runs")
-    for label, task, seed in runs:
-        name = label[:-len(SH_SUFFIX)] if label.endswith(SH_SUFFIX) else label
-        key = (name, tuple(training_tasks(tables, [task.name])))
-        if key not in fitted:
-            fitted[key] = fit_strategy(name, tables, exclude=[task.name])
-        res = tune(task, fitted[key], budget_trials=budget_trials, meta=tables, epochs=epochs, seed=seed,
-                   device=device, multi_fidelity="sh" if label.endswith(SH_SUFFIX) else None,
-                   session_seed=run_seed(seed, task.name))
-        h = res.history.sort_values("elapsed_s")  # successive halving finishes trials out of order
-        best = best_so_far(h, res.extra["epochs"])
-        best_test = _test_of_best(h, res.extra["epochs"])
-        for i, r in enumerate(h.to_dict("records")):
-            rows.append({"strategy": label, "task": task.name, "seed": seed, "trial": i + 1,
-                         "objective": r["objective"], "test_objective": r["test_objective"], "status": r["status"],
-                         "epochs": r["epochs"], "best_so_far": best.iloc[i], "elapsed_s": r["elapsed_s"],
-                         "cost_s": r["cost_s"], "baseline": res.extra["baseline"], "best_test_objective": best_test[i],
-                         "test_baseline": res.extra["test_baseline"]})
+        bar = tqdm(total=len(jobs), desc="tuning runs")
+    done: dict[int, list[dict[str, Any]]] = {}
+    try:
+        for index, rows in _run_jobs(jobs, workers, client, fn=_tuning_run, shared=tables):
+            done[index] = rows
+            if bar is not None:
+                bar.update()
+    finally:
         if bar is not None:
-            bar.update()
-    if bar is not None:
-        bar.close()
-    return pd.DataFrame(rows)
+            bar.close()
+        if client is not None:
+            client.close()
+    return pd.DataFrame([row for i in range(len(jobs)) for row in done[i]])
+
+
+#: Per process: the comparison's token, its fitted strategies, and the domains warmed up (torch's start-up
+#: paid before the first timed run).
+_RUN_CACHE: dict[str, Any] = {"token": None, "fitted": {}, "warm": set()}
+
+
+def _tuning_run(job: dict[str, Any], tables: MetaTables) -> tuple[int, list[dict[str, Any]]]:
+    """One (strategy, task, seed) run of :func:`compare_tuning` (in-process or on a Dask worker): its rows."""
+    cache = _RUN_CACHE
+    if cache["token"] != job["token"]:
+        cache.update(token=job["token"], fitted={})
+    task, label, seed = job["task"], job["label"], job["seed"]
+    warm = (domain_of_task(task).name, job["device"])
+    if warm not in cache["warm"]:
+        _warm_up(task, tables, job["device"])
+        cache["warm"].add(warm)
+    name = label[:-len(SH_SUFFIX)] if label.endswith(SH_SUFFIX) else label
+    key = (name, tuple(training_tasks(tables, [task.name])))
+    if key not in cache["fitted"]:
+        cache["fitted"][key] = fit_strategy(name, tables, exclude=[task.name])
+    res = tune(task, cache["fitted"][key], budget_trials=job["budget_trials"], meta=tables, epochs=job["epochs"],
+               seed=seed, device=job["device"], multi_fidelity="sh" if label.endswith(SH_SUFFIX) else None,
+               session_seed=run_seed(seed, task.name))
+    h = res.history.sort_values("elapsed_s")  # successive halving finishes trials out of order
+    best = best_so_far(h, res.extra["epochs"])
+    best_test = _test_of_best(h, res.extra["epochs"])
+    rows = [{"strategy": label, "task": task.name, "seed": seed, "trial": i + 1,
+             "objective": r["objective"], "test_objective": r["test_objective"], "status": r["status"],
+             "epochs": r["epochs"], "best_so_far": best.iloc[i], "elapsed_s": r["elapsed_s"],
+             "cost_s": r["cost_s"], "baseline": res.extra["baseline"], "best_test_objective": best_test[i],
+             "test_baseline": res.extra["test_baseline"]} for i, r in enumerate(h.to_dict("records"))]
+    return job["index"], rows
 
 
 def best_so_far(history: pd.DataFrame, epochs: int) -> pd.Series:

@@ -167,6 +167,18 @@ def test_best_so_far_counts_final_results_only():
     assert best_so_far(h, 10).iloc[:2].isna().all()
 
 
+@pytest.mark.slow
+def test_compare_tuning_on_dask_workers_gives_the_same_values(tables):
+    prov = tables.provenance
+    tasks = sorted(prov.loc[prov["split"] == "meta-test", "task"])[:2]
+    kw = dict(strategies=["adaptive-portfolio", "random", "tpe"], seeds=[0, 1], budget_trials=2, meta=tables, epochs=1)
+    one, two = compare_tuning(tasks, **kw), compare_tuning(tasks, workers=2, **kw)
+    assert len(one) == 2 * 2 * 3 * 2 and list(one.columns) == list(two.columns)
+    same = [c for c in one.columns if c not in ("elapsed_s", "cost_s")]  # timings are the machine's
+    assert one[same].equals(two[same])
+    assert list(one.drop_duplicates(["task", "seed", "strategy"])["strategy"])[:3] == kw["strategies"]  # run order kept
+
+
 def test_normalize_results_puts_every_task_on_one_scale():
     import pandas as pd
 
