@@ -62,6 +62,17 @@ class Domain:
         """A named suite of task recipes, deterministic per seed, with its splits."""
         raise NotImplementedError
 
+    def _suite(self, name: str, sdef: Any, n_tasks: int | None, seed: int, root: str | None, ways: Any,
+               split_fractions: tuple[float, float, float], specs_of: Any) -> Suite:
+        """A suite of ``n_tasks`` (default: the suite's) recipes ``specs_of(n)`` with its seeded splits."""
+        from ..data.tasks import TaskError, split_names
+
+        n = sdef.default_tasks if n_tasks is None else int(n_tasks)
+        if n < 3:
+            raise TaskError(f"suite: n_tasks={n} must be at least 3 to fill meta-train/val/test")
+        specs = specs_of(n)
+        return Suite(name, seed, specs, split_names(list(specs), seed, split_fractions), sdef, root, ways, domain=self.name)
+
     def make_task(self, spec: Any, name: str, root: str | None = None) -> Task:
         """Build a task from one recipe of a suite (the same recipe always gives the same task)."""
         raise NotImplementedError

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from optuna.distributions import CategoricalDistribution
 
-from ...data.tasks import Suite, TaskError, split_names
+from ...data.tasks import Suite, TaskError
 from ...space import SearchSpace, float_param, int_param
 from ..base import Domain
 from .envs import DQN_ACTIONS, ENVIRONMENTS, EnvError, Variant, env_key, make_env, set_physics
@@ -62,14 +62,10 @@ class RLDomain(Domain):
     def build_suite(self, name: str, n_tasks: int | None = None, seed: int = 0, root: str | None = None,
                     ways: int | tuple[int, int] | None = None, download: bool = False,
                     split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> Suite:
-        sdef = RL_SUITES[name]
-        n = sdef.default_tasks if n_tasks is None else int(n_tasks)
-        if n < 3:
-            raise TaskError(f"suite: n_tasks={n} must be at least 3 to fill meta-train/val/test")
         if ways is not None:
             raise TaskError(f"suite: RL tasks have no classes; ways={ways} applies to classification suites only")
-        specs = build_rl_specs(name, n, seed)
-        return Suite(name, seed, specs, split_names(list(specs), seed, split_fractions), sdef, root, None, domain="rl")
+        return self._suite(name, RL_SUITES[name], n_tasks, seed, root, None, split_fractions,
+                           lambda n: build_rl_specs(name, n, seed))
 
     def make_task(self, spec: RLTaskSpec, name: str, root: str | None = None) -> RLTask:
         return make_rl_task(spec, name)

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from optuna.distributions import CategoricalDistribution
 from torch import nn
 
-from ...data.tasks import Suite, TaskError, split_names
+from ...data.tasks import Suite, TaskError
 from ...space import SearchSpace, int_param
 from ..base import Domain
 from .corpus import CORPORA, CorpusError, corpus_files, load_sentiment, load_tagged
@@ -46,14 +46,10 @@ class TextDomain(Domain):
     def build_suite(self, name: str, n_tasks: int | None = None, seed: int = 0, root: str | None = None,
                     ways: int | tuple[int, int] | None = None, download: bool = False,
                     split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> Suite:
-        sdef = TEXT_SUITES[name]
-        n = sdef.default_tasks if n_tasks is None else int(n_tasks)
-        if n < 3:
-            raise TaskError(f"suite: n_tasks={n} must be at least 3 to fill meta-train/val/test")
         if ways is not None:
             ways = (int(ways), int(ways)) if isinstance(ways, int) else (int(ways[0]), int(ways[1]))
-        specs = build_text_specs(name, n, seed, ways)
-        return Suite(name, seed, specs, split_names(list(specs), seed, split_fractions), sdef, root, ways, domain="text")
+        return self._suite(name, TEXT_SUITES[name], n_tasks, seed, root, ways, split_fractions,
+                           lambda n: build_text_specs(name, n, seed, ways))
 
     def make_task(self, spec: TextTaskSpec, name: str, root: str | None = None) -> TextTask:
         return make_text_task(spec, name)
