@@ -94,6 +94,7 @@ class RLTask:
     name: str
     spec: RLTaskSpec
     provenance: dict[str, Any] = field(default_factory=dict)
+    _random: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     domain = "rl"
     kind = "rl"
@@ -126,7 +127,7 @@ class RLTask:
 
     def random_returns(self, split: str = "val") -> np.ndarray:
         """Returns of the uniformly random policy on a split's episodes (its action space seeded per episode)."""
-        cached = self.__dict__.setdefault("_random", {})
+        cached = self._random
         if split not in cached:
             seeds = self.seeds(split)
             envs = [self.make_env() for _ in seeds]
