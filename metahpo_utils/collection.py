@@ -209,7 +209,7 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
         raise CollectError(f"collect: trainer= must be one of {', '.join(TRAINERS)} (got {trainer!r})")
     if group_by not in GROUP_BY:
         raise CollectError(f"collect: group_by= must be one of {', '.join(GROUP_BY)} (got {group_by!r})")
-    client = _connect(scheduler) if scheduler is not None else None  # fail before touching the store
+    client = connect_scheduler(scheduler) if scheduler is not None else None  # fail before touching the store
     suite_obj = suite if isinstance(suite, Suite) else build_suite(suite, n_tasks=n_tasks, seed=seed, root=root, ways=ways, download=download)
     domain = get_domain(suite_obj.domain)
     space = space or domain.default_space(family)
@@ -259,7 +259,7 @@ def collect(suite: str | Suite = "digits", n_tasks: int | None = None, n_configs
                     errors.append(str(trial.get("error")))
                 bar.update(1)
 
-        for res in _run_jobs(jobs, workers, client):
+        for res in run_jobs(jobs, workers, client):
             record(res)
         bar.close()
     finally:
@@ -300,7 +300,7 @@ def _group_jobs(trial_jobs: list[dict[str, Any]], family: str, max_group: int, s
     return out
 
 
-def _connect(scheduler: str) -> Any:
+def connect_scheduler(scheduler: str) -> Any:
     """A Dask client of an existing scheduler, or one clear error."""
     from distributed import Client
 
@@ -314,7 +314,7 @@ def _connect(scheduler: str) -> Any:
 MALLOC_THRESHOLD = 256 * 2**20
 
 
-def _run_jobs(jobs: list[dict[str, Any]], workers: int, client: Any = None, fn: Callable[..., dict[str, Any]] = evaluate_job,
+def run_jobs(jobs: list[dict[str, Any]], workers: int, client: Any = None, fn: Callable[..., dict[str, Any]] = evaluate_job,
               shared: Any = None) -> Iterator[dict[str, Any]]:
     """Yield ``fn(job)`` (or ``fn(job, shared)`` when ``shared`` is given: data every job reads, sent to each
     worker once) in completion order: in-process, on a new ``LocalCluster`` of ``workers`` processes, or on

@@ -475,7 +475,7 @@ def compare_tuning(tasks: Sequence[Any], strategies: Sequence[str] = ("adaptive-
     """
     import uuid
 
-    from .collection import _connect, _run_jobs
+    from .collection import connect_scheduler, run_jobs
 
     resolved = [resolve_task(t) for t in tasks]
     tables = load_metadataset(meta) if meta is not None else committed_metadataset(resolved[0])
@@ -483,7 +483,7 @@ def compare_tuning(tasks: Sequence[Any], strategies: Sequence[str] = ("adaptive-
     jobs = [{"index": i, "label": s, "task": t, "seed": seed, "budget_trials": budget_trials, "epochs": epochs,
              "device": device, "token": token}
             for i, (t, seed, s) in enumerate((t, seed, s) for t in resolved for seed in seeds for s in strategies)]
-    client = _connect(scheduler) if scheduler is not None else None
+    client = connect_scheduler(scheduler) if scheduler is not None else None
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -491,7 +491,7 @@ def compare_tuning(tasks: Sequence[Any], strategies: Sequence[str] = ("adaptive-
         bar = tqdm(total=len(jobs), desc="tuning runs")
     done: dict[int, list[dict[str, Any]]] = {}
     try:
-        for index, rows in _run_jobs(jobs, workers, client, fn=_tuning_run, shared=tables):
+        for index, rows in run_jobs(jobs, workers, client, fn=_tuning_run, shared=tables):
             done[index] = rows
             if bar is not None:
                 bar.update()
