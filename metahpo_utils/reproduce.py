@@ -264,7 +264,7 @@ def text_job(out: str | Path = "runs", figures: str | Path = "figures/text", wor
 #: job on its meta-test tasks, real tuning of them (returns normalized per task between the random policy and the
 #: best return seen), what there is to tune per task, and the figures, into ``figures/rl``.
 RL_JOB: dict[str, Any] = {"suite": "rl", "n_tasks": 32, "n_configs": 64, "epochs": 5, "seed": 0,
-                          "tuning": {"strategies": ["adaptive-portfolio", "random", "tpe"], "seeds": 1, "budget_trials": 12}}
+                          "tuning": {"strategies": ["adaptive-portfolio", "random", "tpe"], "seeds": 2, "budget_trials": 12}}
 
 
 def rl_job(out: str | Path = "runs", figures: str | Path = "figures/rl", workers: int = 2, collect_again: bool = False,

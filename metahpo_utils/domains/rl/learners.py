@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import time
 import warnings
 from typing import Any, Mapping
@@ -97,8 +98,11 @@ def _finite(model: Any) -> bool:
 
 def _is_nan_error(err: BaseException) -> bool:
     """Whether an exception during learning is SB3 / torch meeting NaN (a diverged run, not a crash)."""
-    text = str(err).lower()
-    return isinstance(err, (ValueError, RuntimeError)) and any(w in text for w in ("nan", "invalid values", "inf", "overflow"))
+    return isinstance(err, (ValueError, RuntimeError)) and bool(_NAN_WORDS.search(str(err).lower()))
+
+
+#: What SB3 / torch say when a training met NaN or overflowed (e.g. "found invalid values: tensor([[nan, nan]])").
+_NAN_WORDS = re.compile(r"\bnan\b|invalid values|\binf\b|overflow")
 
 
 class RLTrainer:
