@@ -28,7 +28,7 @@ reproduce-text: $(STAMP)
 	$(PY) -m metahpo_utils reproduce --domain text $(ARGS)
 
 # The RL domain's results (benchmark, real tuning, figures/rl/) from the committed RL meta-dataset; add
-# ARGS=--collect to collect it afresh first (about 3.5 hours on 2 cores).
+# ARGS=--collect to collect it afresh first (about 67 minutes on 2 cores).
 reproduce-rl: $(STAMP)
 	$(PY) -m metahpo_utils reproduce --domain rl $(ARGS)
 

@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="vision (default): the main job on digits; text, rl: that domain's results from its committed "
                         "meta-dataset")
     p.add_argument("--collect", action="store_true", help="--domain text or rl: collect the domain's meta-dataset "
-                   "afresh (text about 40 min, rl about 3.5 hours with 2 workers) and check it against the committed one")
+                   "afresh (text about 40 min, rl about 67 min with 2 workers) and check it against the committed one")
     return parser
 
 

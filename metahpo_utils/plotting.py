@@ -648,8 +648,11 @@ def log_ticks(axis) -> None:  # noqa: ANN001
 
 def _param_axis(axis, set_scale, pdp, i: int) -> None:  # noqa: ANN001
     if pdp.categorical[i]:
-        axis.set_ticks(range(len(pdp.values[i])))
-        axis.set_ticklabels([str(v) for v in pdp.values[i]])
+        labels = [str(v) for v in pdp.values[i]]
+        axis.set_ticks(range(len(labels)))
+        # more than three choices under a narrow panel (RL's gamma: 0.9 ... 0.999) would overlap: slant them
+        slant = axis.axis_name == "x" and len(labels) > 3
+        axis.set_ticklabels(labels, rotation=45 if slant else 0, ha="right" if slant else "center")
     elif pdp.log[i]:
         set_scale("log")
         log_ticks(axis)

@@ -1,6 +1,8 @@
 """The main job of `make reproduce`, on a tiny protocol: every step runs, a second run reuses."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import metahpo_utils.reproduce as R
@@ -9,7 +11,7 @@ import metahpo_utils.reproduce as R
 @pytest.mark.slow
 def test_main_job_end_to_end_and_reuse(tmp_path, monkeypatch):
     monkeypatch.setattr(R, "REPRODUCE", {"suite": "digits", "n_tasks": 5, "n_configs": 4, "epochs": 1, "seed": 0})
-    monkeypatch.setattr(R, "BENCHMARK", {"strategies": ["random", "portfolio", "adaptive-portfolio"], "budget": 3,
+    monkeypatch.setattr(R, "BENCHMARK", {"strategies": ["random", "portfolio", "adaptive-portfolio"], "budget": 6,
                                          "seeds": 1, "holdout": "split", "nested": ["adaptive-portfolio"]})
     monkeypatch.setattr(R, "TUNING", {"strategies": ["random", "adaptive-portfolio"], "seeds": 1, "budget_trials": 2})
     logs: list[str] = []
@@ -22,7 +24,9 @@ def test_main_job_end_to_end_and_reuse(tmp_path, monkeypatch):
     text = res["summary"].read_text()
     assert "| `portfolio` |" in text and "| `adaptive-portfolio` |" in text and "regret@1" in text
     assert "| random, exact expectation |" in text and "chosen by nested cross-validation" in text
-    assert (tmp_path / "runs" / "bench_digits" / "summary.json").exists()
+    # a table of 4 configurations a task is replayed to the end of it, not to the protocol's budget of 6
+    assert json.loads((tmp_path / "runs" / "bench_digits" / "summary.json").read_text())["budget"] == 4
+    assert any("budget 4" in line for line in logs)
     logs.clear()
     R.main_job(tmp_path / "runs", tmp_path / "figs", workers=1, log=logs.append)  # everything is reused
     assert any("benchmark: reusing" in line for line in logs) and any("tuning: reusing" in line for line in logs)

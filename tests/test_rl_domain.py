@@ -279,3 +279,57 @@ def test_task_explorer_and_suite_figure_show_rl_tasks():
     assert w.error is None and w.current == "cartpole-000"
     w.task.value = "cartpole-002"
     assert w.current == "cartpole-002" and w.metafeatures["obs_dim"] == 4
+
+
+def test_tune_an_environment_variant_from_the_command_line(tmp_path, capsys):
+    """`tune --env --physics`: bad input is one line naming what is wrong (nothing written); a good variant is
+    tuned for real with the committed RL meta-dataset's space and learners."""
+    from metahpo_utils.cli import main
+
+    out = tmp_path / "t"
+    base = ["tune", "--strategy", "adaptive-portfolio", "--budget-trials", "1", "--epochs", "1", "--out", str(out)]
+    for extra, words in ((["--env", "Hopper-v4"], ["unknown environment 'Hopper-v4'", "CartPole-v1"]),
+                         (["--env", "acrobot", "--physics", "gravity=3"], ["Acrobot-v1 has no physics attribute 'gravity'",
+                                                                          "LINK_MASS_1"]),
+                         (["--env", "cartpole", "--physics", "gravity=heavy"], ["--physics", "gravity=heavy"])):
+        assert main(base + extra) == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and all(w in err[0] for w in words), err
+        assert not out.exists()
+    assert main(base + ["--env", "CartPole-v1", "--physics", "gravity=15,length=0.9"]) == 0
+    capsys.readouterr()
+    history = pd.read_csv(out / "history.csv")
+    assert len(history) == 1 and history["algo"].iloc[0] in ALGORITHMS and np.isfinite(history["objective"]).all()
+
+
+# ---------------------------------------------------------------- the committed RL meta-dataset
+def test_committed_rl_metadataset_contract_spread_and_recomputed_rows():
+    """The committed RL meta-dataset (README: command, size, wall time): a complete grid, something to tune on
+    every task, and a DQN, a PPO and an A2C row retrained from the recorded settings alone giving the same
+    numbers (SB3 with a fixed seed on one CPU thread repeats itself exactly)."""
+    from metahpo_utils.domains.rl.report import task_spread
+    from metahpo_utils.metadataset import RESOURCES, default_metadataset, recompute_trial
+    from metahpo_utils.reproduce import RL_JOB
+
+    tables = default_metadataset("rl")
+    size = sum(p.stat().st_size for p in (RESOURCES / "rl").iterdir())
+    assert size < 1 * 2**20
+    t = tables.trials
+    n_tasks, n_configs = RL_JOB["n_tasks"], RL_JOB["n_configs"]
+    assert n_tasks >= 24 and n_configs >= 32
+    assert t["task"].nunique() == n_tasks and t["config_id"].nunique() == n_configs and len(t) == n_tasks * n_configs
+    assert tables.meta["domain"] == "rl" and tables.space == rl_space() and tables.meta["epochs"] == RL_JOB["epochs"]
+    assert set(t["status"]) <= {"ok", "diverged", "failed"} and (t["status"] == "ok").mean() > 0.8
+    assert set(t["algo"]) == set(ALGORITHMS)
+    assert set(tables.tasks.columns) == {"task", *RL_METAFEATURE_NAMES}
+    assert set(tables.provenance["env"]) == set(ENVIRONMENTS)
+    spread = task_spread(tables)
+    assert (spread["best"] > spread["random"]).all() and (spread["gain"] > 0.1).all()  # the best clearly beats random
+    assert (spread["solving"] > 0).all() and (spread["failing"] > 0).all()  # configurations spread on every task
+    ok = t[t["status"] == "ok"]
+    picks = [ok[ok["algo"] == a].sort_values("cost_s").iloc[2] for a in ALGORITHMS]  # cheap rows keep the test quick
+    for row in picks:
+        res = recompute_trial(tables.meta, row["task"], int(row["config_id"]))
+        assert res["config"]["algo"] == row["algo"] and res["status"] == row["status"]
+        assert (res["objective"], res["test_objective"], res["curve"]) == \
+            (row["objective"], row["test_objective"], list(row["curve"]))

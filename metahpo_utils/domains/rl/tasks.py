@@ -164,7 +164,7 @@ class RLSuiteDef:
     """Defaults of a named RL suite."""
 
     envs: tuple[str, ...]
-    default_tasks: int = 32
+    default_tasks: int = 24
     model: str = "sb3"
     epochs: int = 5  # checkpoints of a full training
     base: str = "classic-control"
