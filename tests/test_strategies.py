@@ -147,3 +147,24 @@ def test_meta_utilities_rank_and_mixed(meta):
         make_strategy("adaptive-portfolio", utility="top")
     with pytest.raises(StrategyError, match="utility must be regret, rank or mixed"):
         m.values_at(0, m.X[0][:2], utility="top")
+
+
+def test_grid_lists_a_small_grid_and_samples_one_too_large_to_list():
+    """A small space's full-factorial grid is played whole in a seeded order; the RL space's (over a million
+    categorical combinations alone) is sampled point by point, without listing it, and never repeats."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from metahpo_utils.domains.rl import rl_space
+    from metahpo_utils.space import SearchSpace
+
+    small = SearchSpace({"lr": FloatDistribution(1e-4, 1e-1, log=True), "opt": CategoricalDistribution(["sgd", "adam"])})
+    session = make_strategy("grid", size=8).start(small, seed=0)
+    configs = session.suggest(8)  # 4 learning-rate levels x 2 optimizers
+    assert len({(round(c["lr"], 12), c["opt"]) for c in configs}) == 8
+    assert configs == make_strategy("grid", size=8).start(small, seed=0).suggest(8)
+    big = rl_space()
+    session = make_strategy("grid").start(big, seed=1)
+    configs = session.suggest(50)
+    assert len({tuple(sorted(c.items())) for c in configs}) == 50 and {c["algo"] for c in configs} == {"dqn", "ppo", "a2c"}
+    assert configs == make_strategy("grid").start(big, seed=1).suggest(50)
+    assert configs != make_strategy("grid").start(big, seed=2).suggest(50)

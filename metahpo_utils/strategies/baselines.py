@@ -61,6 +61,12 @@ class RandomStrategy(Strategy):
         return RandomSession(space, candidates, seed)
 
 
+#: A grid of at most this many points is listed and shuffled; a larger one is sampled (:class:`GridStrategy`).
+GRID_ENUMERATE = 100_000
+#: Points drawn from a grid too large to list (far more than any budget).
+GRID_SAMPLE = 10_000
+
+
 class GridStrategy(Strategy):
     """A full-factorial grid (``levels`` per dimension, or as many as a budget of ``size`` points
     needs), visited in a seeded random order (lexicographic order would be needlessly poor
@@ -81,9 +87,16 @@ class GridStrategy(Strategy):
         for d in space.params.values():
             k = len(d.choices) if isinstance(d, CategoricalDistribution) else levels
             axes.append((np.arange(k) + 0.5) / k)
-        grid = np.array(list(itertools.product(*axes)))  # (prod levels, d)
-        order = np.random.default_rng(seed).permutation(len(grid))
-        return OrderSession(grid[order], space, candidates, seed)
+        rng = np.random.default_rng(seed)
+        if math.prod(len(a) for a in axes) <= GRID_ENUMERATE:
+            grid = np.array(list(itertools.product(*axes)))  # (prod levels, d)
+            return OrderSession(grid[rng.permutation(len(grid))], space, candidates, seed)
+        # too many points to list (the RL space's nine categoricals alone make a million): the start of a
+        # random order of the grid, drawn point by point, a point drawn twice kept once
+        idx = np.stack([rng.integers(len(a), size=GRID_SAMPLE) for a in axes], axis=1)  # (GRID_SAMPLE, d)
+        _, first = np.unique(idx, axis=0, return_index=True)
+        idx = idx[np.sort(first)]
+        return OrderSession(np.stack([a[idx[:, j]] for j, a in enumerate(axes)], axis=1), space, candidates, seed)
 
 
 # ---------------------------------------------------------------- TaskSet (Metz et al. 2020)
