@@ -651,8 +651,10 @@ def _param_axis(axis, set_scale, pdp, i: int) -> None:  # noqa: ANN001
         labels = [str(v) for v in pdp.values[i]]
         axis.set_ticks(range(len(labels)))
         # more than three choices under a narrow panel (RL's gamma: 0.9 ... 0.999) would overlap: slant them
-        slant = axis.axis_name == "x" and len(labels) > 3
-        axis.set_ticklabels(labels, rotation=45 if slant else 0, ha="right" if slant else "center")
+        if axis.axis_name == "x" and len(labels) > 3:
+            axis.set_ticklabels(labels, rotation=45, ha="right")
+        else:
+            axis.set_ticklabels(labels)
     elif pdp.log[i]:
         set_scale("log")
         log_ticks(axis)
