@@ -326,7 +326,7 @@ def draw_task_suite(view: SuiteView, fig=None):  # noqa: ANN001
             if j == 0:
                 ax.set_ylabel(name, fontsize=6, rotation=0, ha="right", va="center")
             axes.append(ax)
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     width = max(per, n_mf)
     for k, col in enumerate(view.metafeatures.columns):
@@ -337,6 +337,8 @@ def draw_task_suite(view: SuiteView, fig=None):  # noqa: ANN001
         bins = np.arange(v.min() - 0.5, v.max() + 1.5) if integer else 12
         ax.hist(v, bins=bins, color="#56B4E9", edgecolor="white", lw=0.5)
         ax.xaxis.set_major_locator(MaxNLocator(3))
+        if np.abs(v).max() >= 1000:  # RL returns: "-8k" where "-8000" would run into its neighbour
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k" if abs(x) >= 1000 else f"{x:g}"))
         ax.yaxis.set_major_locator(MaxNLocator(3, integer=True))
         ax.tick_params(labelsize=6)
         ax.set_xlabel(col.replace("_", " "), fontsize=7)
