@@ -30,11 +30,10 @@ from optuna.distributions import CategoricalDistribution, IntDistribution
 
 from .errors import MetahpoError
 from .space import SearchSpace
-from .strategies.base import MetaData, Session, Strategy
+from .strategies.base import MetaData, Session, Strategy, StrategyError
 
 __all__ = [
     "IMPORTANCE_METHODS",
-    "WHY_STRATEGIES",
     "InterpretError",
     "MappingData",
     "PartialDependence",
@@ -111,19 +110,6 @@ def _is_log(space: SearchSpace, name: str) -> bool:
 
 def _is_categorical(space: SearchSpace, name: str) -> bool:
     return isinstance(space.params[name], CategoricalDistribution)
-
-
-def _best_points(meta: MetaData) -> np.ndarray:
-    """Encoded best configuration of every meta-train task ``(T, d)``."""
-    return np.stack([meta.X[t][meta.yn[t].argmax()] for t in range(meta.n_tasks)])
-
-
-def _raw_features(meta: MetaData) -> np.ndarray:
-    """Meta-train meta-features in their own units ``(T, f)``."""
-    raw = getattr(meta, "_raw_features", None)
-    if raw is None:
-        raw = meta.features * meta.feature_scale + meta.feature_mean
-    return np.asarray(raw, dtype=float)
 
 
 def _by_task(frame: pd.DataFrame) -> pd.DataFrame:
@@ -482,27 +468,24 @@ def surrogate_predictor(strategy: Any, task_features: Any = None,
     """``predict(X_enc) -> (mean, sd)`` of a fitted surrogate for a new task.
 
     Args:
-        strategy: a fitted ``mtl`` strategy (the new task's Bayesian linear head on phi: prior
-            ``mu0``/``S0`` from a session started with ``task_features``, posterior after
-            ``observations``), a fitted ``transfer`` strategy (mean / std over the pretrained ensemble,
-            fed the task's meta-features when the strategy uses them; fine-tuned on
-            ``observations``), or any callable (its answer is passed through; ``sd`` NaN if absent).
+        strategy: a fitted strategy whose sessions predict (:meth:`Session.predict`: ``mtl``, the new
+            task's Bayesian linear head on phi; ``transfer``, mean / std over the fine-tuned ensemble), or
+            any callable (its answer is passed through; ``sd`` NaN if absent).
         task_features: the new task's meta-features (optional).
         observations: ``[(config, value), ...]`` of the new task (failures count as the worst seen).
             As in the sessions, fewer than two distinct values leave the prior unchanged.
 
-    Predictions are in the surrogate's standardized units (per-task standardized values), which
-    is all a PD plot needs.
+    A session is started on the new task, told the observations, and asked. Predictions are in the
+    surrogate's standardized units (per-task standardized values), which is all a PD plot needs.
     """
-    from .strategies.surrogates import MtlStrategy, TransferStrategy
-
-    if isinstance(strategy, MtlStrategy):
-        return _mtl_predictor(strategy, task_features, observations or [])
-    if isinstance(strategy, TransferStrategy):
-        return _transfer_predictor(strategy, task_features, observations or [])
     if isinstance(strategy, Strategy):
-        raise InterpretError(f"surrogate_predictor supports the mtl and transfer strategies or a callable "
-                             f"(got strategy '{strategy.name}')")
+        session = _started(strategy, task_features, observations or [])
+        try:  # a session without a surrogate says so without computing anything
+            session.predict(np.zeros((0, strategy.meta.space.dim)))
+        except StrategyError:
+            raise InterpretError(f"surrogate_predictor needs a strategy whose sessions predict (mtl and transfer do) or a "
+                                 f"callable (got strategy '{strategy.name}')") from None
+        return session.predict
     if not callable(strategy):
         raise InterpretError(f"surrogate_predictor needs a fitted mtl/transfer strategy or a callable (got {type(strategy).__name__})")
 
@@ -523,61 +506,6 @@ def _started(strategy: Strategy, task_features: Any, observations: Sequence[tupl
     for config, value in observations:
         session.observe(config, value)
     return session
-
-
-def _mtl_predictor(strategy: Any, task_features: Any, observations: Sequence[tuple[Mapping[str, Any], float]]
-                   ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    from .strategies.surrogates import _standardize
-
-    session = _started(strategy, task_features, observations)
-    X, y = session.observed()
-    mun, Sn = session.mu0, session.S0  # (h+1,), (h+1, h+1)
-    if len(y) >= 2 and np.ptp(y) > 0:  # the session's Bayesian linear regression update
-        Phi = session.features(X)  # (n, h+1)
-        P0 = np.linalg.inv(session.S0)
-        Sn = np.linalg.inv(P0 + Phi.T @ Phi / strategy.noise)
-        mun = Sn @ (P0 @ session.mu0 + Phi.T @ _standardize(y) / strategy.noise)
-
-    def predict(Xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        F = session.features(np.asarray(Xq, dtype=float).reshape(-1, strategy.meta.space.dim))  # (q, h+1)
-        var = np.einsum("ij,jk,ik->i", F, Sn, F) + strategy.noise
-        return F @ mun, np.sqrt(np.maximum(var, 1e-12))
-
-    return predict
-
-
-def _transfer_predictor(strategy: Any, task_features: Any, observations: Sequence[tuple[Mapping[str, Any], float]]
-                        ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    import torch
-
-    from .strategies.surrogates import _standardize
-    from .training import torch_threads
-
-    session = _started(strategy, task_features, observations)
-    meta = strategy.meta
-    X, y = session.observed()
-
-    def members(Xq: np.ndarray) -> np.ndarray:
-        """Per-member predictions ``(K, q)``; without the task's meta-features, averaged over the
-        meta-train tasks' (as the session's prior mean)."""
-        with torch.no_grad(), torch_threads(1):
-            if session.fz is not None or meta.features is None:
-                return session.net(session._inputs(Xq)).numpy()
-            return np.mean([session.net(session._inputs(Xq, f)).numpy() for f in meta.features], axis=0)
-
-    offset = 0.0
-    if len(y) >= 2 and np.ptp(y) > 0:  # as the session: borrow features, fine-tune, align offsets
-        if session.fz is None and meta.features is not None:
-            session.fz = meta.features[int(np.argmax(meta.observation_weights(X, y)))]
-        with torch_threads(1):
-            session._finetune(X, _standardize(y))
-        offset = (members(X) - _standardize(y)).mean(1, keepdims=True)  # (K, 1)
-
-    def predict(Xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        P = members(np.asarray(Xq, dtype=float).reshape(-1, meta.space.dim)) - offset  # (K, q)
-        return P.mean(0), P.std(0)
-
-    return predict
 
 
 # ---------------------------------------------------------------- 5. mapping
@@ -637,8 +565,8 @@ def mapping_data(strategy: Any, tables_or_meta: Any = None, feature: str | None 
     space = meta.space
     if hyperparameter not in space.params:
         raise InterpretError(f"unknown hyperparameter {hyperparameter!r} (space has {space.names})")
-    raw = pd.DataFrame(_raw_features(meta), index=meta.tasks, columns=available)  # (T, f)
-    best_enc = _best_points(meta)  # (T, d)
+    raw = pd.DataFrame(meta.raw_features, index=meta.tasks, columns=available)  # (T, f)
+    best_enc = meta.best_points()  # (T, d)
     best = [space.decode(b)[hyperparameter] for b in best_enc]
     best_obj = [float(v.max()) for v in meta.y]
     feat_vals = raw[feature].to_numpy()
@@ -749,7 +677,7 @@ def task_similarity(meta: Any, mtl: Any = None, method: str = "pca", seed: int =
         xy[have] = _embed(H.to_numpy()[have], method, seed)
         out["x_head"], out["y_head"] = xy[:, 0], xy[:, 1]
     if "lr" in m.space.params:
-        out["best_lr"] = [math.log10(m.space.decode(b)["lr"]) for b in _best_points(m)]
+        out["best_lr"] = [math.log10(m.space.decode(b)["lr"]) for b in m.best_points()]
     if provenance is not None:
         prov = _by_task(provenance)
         prov = prov.loc[~prov.index.duplicated()]
@@ -778,53 +706,56 @@ def similarity_agreement(df: pd.DataFrame) -> float:
 
 
 # ---------------------------------------------------------------- 7. why this proposal
-#: Strategies :func:`why_proposal` explains.
-WHY_STRATEGIES = ("adaptive-portfolio", "knn", "mapping", "mtl", "ws-cmaes", "portfolio")
-
-
 def why_proposal(strategy: Any, session: Session, top: int | None = 5, task_features: Any = None) -> pd.DataFrame:
     """The meta-train tasks that drive a session's NEXT suggestion, and their weights.
 
-    Reads the session without changing it (no suggestion consumed, its RNG untouched).
+    The session explains itself (:meth:`Session.explain`); this function only checks and formats.
+    It reads the session without changing it (no suggestion consumed, its RNG untouched). What the
+    weights mean depends on the strategy (``attrs["note"]`` says it), e.g.:
 
-    * ``adaptive-portfolio``: observation agreement x meta-feature prior, as its ``_propose``.
-    * ``knn``: while warm-starting with meta-features, the remaining warm-start tasks weighted
-      by meta-feature similarity (the first row's best configuration comes next); without
-      meta-features, observation agreement (the portfolio's first configuration, all tasks
-      equal, before two observations). Once the GP takes over no task drives it (empty frame).
-    * ``mapping``: its ``k`` nearest tasks' weights for the first suggestion (observation
-      agreement without meta-features); empty once it searches locally around the best point.
-    * ``mtl``: the task weights of its prior (``mu0``/``S0`` are weighted means over task heads).
-    * ``ws-cmaes``: ``source_weights`` (the tasks whose configurations seeded CMA-ES).
-    * ``portfolio``: uniform (the same portfolio for every task).
+    * ``adaptive-portfolio``: observation agreement x meta-feature prior, as its next proposal uses them.
+    * ``knn``: while warm-starting with meta-features, the remaining warm-start tasks weighted by
+      meta-feature similarity (the first row's best configuration comes next); without meta-features,
+      observation agreement. Once the GP takes over no task drives it (empty frame).
+    * ``mapping``: its ``k`` nearest tasks' weights for the first suggestion; empty once it searches
+      locally around the best point.
+    * ``mtl``: the task weights of its prior; ``ws-cmaes``: its source weights; ``portfolio``: uniform.
 
     Args:
         strategy: the fitted strategy the session was started from.
         session: the session.
         top: rows returned (largest weights; ``None`` = all tasks with a positive weight).
-        task_features: the meta-features the session was started with. Sessions do not keep
-            them; needed for ``knn``, ``mapping`` and ``ws-cmaes`` sessions started with
-            meta-features (``mtl`` weights are recovered from its prior, ``adaptive-portfolio``
-            keeps its prior). A ``session.task_features`` attribute, if present, is used.
+        task_features: optional check: the meta-features the session should have been started with
+            (sessions keep their own; a difference is an error).
 
     Returns:
         ``task``, ``weight`` (normalized over all meta-train tasks, before the ``top`` cut),
         ``best_objective`` and the task's best configuration (decoded, one column per
         hyperparameter), largest weight first. ``attrs["note"]`` says what the weights mean.
     """
-    name = getattr(strategy, "name", None)
-    if not isinstance(strategy, Strategy) or name not in WHY_STRATEGIES:
-        raise InterpretError(f"why_proposal supports the strategies {', '.join(WHY_STRATEGIES)} "
-                             f"(got {name or type(strategy).__name__})")
+    name = getattr(strategy, "name", None) or type(strategy).__name__
+    if not isinstance(strategy, Strategy):
+        raise InterpretError(f"why_proposal needs a fitted strategy and one of its sessions (got {name})")
     meta = strategy.meta
     if meta is None:
         raise InterpretError(f"{name}: the strategy is not fitted")
-    if task_features is None:
-        task_features = getattr(session, "task_features", None)
-    explain = {"adaptive-portfolio": _why_adaptive, "knn": _why_knn, "mapping": _why_mapping, "mtl": _why_mtl,
-               "ws-cmaes": _why_wscmaes, "portfolio": _why_portfolio}[name]
-    w, note = explain(strategy, session, meta, task_features)
-    return _why_frame(meta, w, note, name, top)
+    if session.meta is not meta:
+        raise InterpretError(f"{name}: the session ({type(session).__name__}) was not started by this strategy")
+    if task_features is not None and not _same_features(task_features, session.task_features):
+        raise InterpretError(f"{name}: task_features differ from those the session was started with")
+    try:
+        explanation = session.explain()
+    except StrategyError:
+        raise InterpretError(f"why_proposal: {name} sessions do not explain their proposals with meta-train "
+                             "task weights") from None
+    return _why_frame(meta, explanation.weights, explanation.note, name, top)
+
+
+def _same_features(a: Any, b: Any) -> bool:
+    if b is None:
+        return False
+    sa, sb = pd.Series(a, dtype=float), pd.Series(b, dtype=float)
+    return sa.index.equals(sb.index) and np.allclose(sa.to_numpy(), sb.to_numpy(), equal_nan=True)
 
 
 def _why_frame(meta: MetaData, w: np.ndarray | None, note: str, name: str, top: int | None) -> pd.DataFrame:
@@ -838,126 +769,8 @@ def _why_frame(meta: MetaData, w: np.ndarray | None, note: str, name: str, top: 
         order = [t for t in np.argsort(-w, kind="stable") if w[t] > 0]
         if top is not None:
             order = order[:top]
-        best = _best_points(meta)
+        best = meta.best_points()
         out = pd.DataFrame([{"task": meta.tasks[t], "weight": float(w[t]), "best_objective": float(meta.y[t].max()),
                              **space.decode(best[t])} for t in order], columns=cols)
     out.attrs.update(strategy=name, note=note)
     return out
-
-
-def _check_session(session: Session, cls: type, name: str) -> None:
-    if not isinstance(session, cls):
-        raise InterpretError(f"{name}: the session is a {type(session).__name__}, not one this strategy starts")
-
-
-def _need_features(name: str) -> InterpretError:
-    return InterpretError(f"{name}: the session was started with meta-features, which sessions do not keep; "
-                          "pass task_features=")
-
-
-def _why_adaptive(strategy: Any, session: Session, meta: MetaData, tf: Any) -> tuple[np.ndarray, str]:
-    from .strategies.meta import _AdaptiveSession
-
-    _check_session(session, _AdaptiveSession, "adaptive-portfolio")
-    X, y = session.observed()
-    temperature = session.temperature[0] if len(y) < session.switch else session.temperature[1]
-    w = meta.observation_weights(X, y, temperature)
-    if session.prior is not None:
-        w = w * session.prior
-    return w, ("observation agreement x meta-feature prior" if session.prior is not None
-               else "observation agreement (no meta-features)") + f" (temperature {temperature})"
-
-
-def _why_knn(strategy: Any, session: Session, meta: MetaData, tf: Any) -> tuple[np.ndarray | None, str]:
-    from .strategies.meta import _KnnSession
-
-    _check_session(session, _KnnSession, "knn")
-    X, y = session.observed()
-    gp = "GP expected improvement on the task's own observations: no meta-train task drives it"
-    if len(y) >= 5 or not session.warm:
-        return None, gp
-    best = _best_points(meta)
-    if session.features_given:
-        w = meta.feature_weights(tf) if tf is not None else None
-        if w is None:
-            raise _need_features("knn")
-        order = list(np.argsort(-w)[: strategy.k])
-        if not np.allclose(np.stack(session.warm), best[order[len(order) - len(session.warm):]]):
-            raise InterpretError("knn: task_features differ from those the session was started with")
-        remaining = order[len(order) - len(session.warm):]  # the warm list is a suffix of the order
-        if session.candidates is None:  # continuous mode: a best configuration already used is skipped
-            remaining = [t for t in remaining if session.is_new(best[t])]
-        if not remaining:
-            return None, gp
-        out = np.zeros(meta.n_tasks)
-        out[remaining] = w[remaining]
-        return out, "meta-feature similarity of the remaining warm-start tasks (the first one's best comes next)"
-    if len(y) >= 2:
-        return meta.observation_weights(X, y), "observation agreement (warm start from the best of the most agreeing task)"
-    return np.full(meta.n_tasks, 1.0 / meta.n_tasks), "the portfolio's first configuration: all tasks weigh equally"
-
-
-def _why_mapping(strategy: Any, session: Session, meta: MetaData, tf: Any) -> tuple[np.ndarray | None, str]:
-    from .strategies.meta import _MappingSession, _weighted_best
-
-    _check_session(session, _MappingSession, "mapping")
-    X, y = session.observed()
-    if len(y) == 0:
-        if session.use_obs:
-            return np.full(meta.n_tasks, 1.0 / meta.n_tasks), "mean of the tasks' optima (no meta-features): all tasks equal"
-        w = meta.feature_weights(tf, strategy.k) if tf is not None else None
-        if w is None:
-            raise _need_features("mapping")
-        if not np.allclose(_weighted_best(meta, w), session.center):
-            raise InterpretError("mapping: task_features differ from those the session was started with")
-        return w, f"meta-feature weights of the {strategy.k} nearest tasks (their optima's weighted mean comes next)"
-    if session.use_obs and len(y) < 4:
-        return meta.observation_weights(X, y), "observation agreement (re-weighted mean of the tasks' optima, plus noise)"
-    return None, "local search around the best point so far: no meta-train task drives it"
-
-
-def _why_mtl(strategy: Any, session: Session, meta: MetaData, tf: Any) -> tuple[np.ndarray, str]:
-    from scipy.optimize import nnls
-
-    from .strategies.surrogates import _MtlSession
-
-    _check_session(session, _MtlSession, "mtl")
-    heads = strategy.heads  # (T, h+1)
-    if tf is not None:
-        w = meta.feature_weights(tf)
-        w = np.full(meta.n_tasks, 1.0 / meta.n_tasks) if w is None else w
-        if not np.allclose(w @ heads, session.mu0, atol=1e-8):
-            raise InterpretError("mtl: task_features differ from those the session was started with")
-    else:
-        # Recover the prior's task weights: mu0 = sum_t w_t h_t and
-        # S0 - 1e-2 I = sum_t w_t (h_t - mu0)(h_t - mu0)^T are linear in w (w >= 0).
-        D = heads - session.mu0  # (T, h+1)
-        A = np.vstack([heads.T, np.einsum("ti,tj->ijt", D, D).reshape(-1, meta.n_tasks), np.ones((1, meta.n_tasks))])
-        b = np.concatenate([session.mu0, (session.S0 - 1e-2 * np.eye(len(session.mu0))).reshape(-1), [1.0]])
-        w, resid = nnls(A, b)
-        if w.sum() <= 0 or resid > 1e-6 * max(1.0, np.linalg.norm(b)):
-            raise _need_features("mtl")
-    return w, "task weights of the prior (mean and covariance of the new task's head)"
-
-
-def _why_wscmaes(strategy: Any, session: Session, meta: MetaData, tf: Any) -> tuple[np.ndarray, str]:
-    from .strategies.optuna_adapters import OptunaSession
-
-    _check_session(session, OptunaSession, "ws-cmaes")
-    src = getattr(session.study.sampler, "_source_trials", None)
-    if src is not None:  # the session's source trials must be the ones these task features give
-        names = meta.space.names
-        pts = np.array([[t.params[n] for n in names] for t in src])  # (n_src, d)
-        ref = np.array([[t.params[n] for n in names] for t in strategy.source_trials(meta.space, tf)])
-        if pts.shape != ref.shape or not np.allclose(pts, ref):
-            if tf is None:
-                raise _need_features("ws-cmaes")
-            raise InterpretError("ws-cmaes: task_features differ from those the session was started with")
-    return strategy.source_weights(tf), "source weights: the tasks whose configurations seeded CMA-ES's initial Gaussian"
-
-
-def _why_portfolio(strategy: Any, session: Session, meta: MetaData, tf: Any) -> tuple[np.ndarray, str]:
-    from .strategies.baselines import OrderSession
-
-    _check_session(session, OrderSession, "portfolio")
-    return np.full(meta.n_tasks, 1.0 / meta.n_tasks), "portfolio: one greedy portfolio for every task, all tasks weigh equally"

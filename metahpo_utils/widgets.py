@@ -526,9 +526,7 @@ class LandscapeExplorer(_Explorer):
             if task in rows.index:
                 return {n: float(rows.at[task, n]) for n in meta.feature_names if n in rows.columns}
         if task in meta.tasks:
-            from .interpret import _raw_features
-
-            return dict(zip(meta.feature_names, map(float, _raw_features(meta)[meta.tasks.index(task)])))
+            return dict(zip(meta.feature_names, map(float, meta.raw_features[meta.tasks.index(task)])))
         return None
 
     def observations(self) -> list[tuple[dict[str, Any], float]]:

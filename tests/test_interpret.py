@@ -294,11 +294,10 @@ def test_why_proposal_without_features_and_errors(fitted, shifting, space):
     # no meta-features: uniform before observations (mapping), observation agreement after (adaptive)
     m = I.why_proposal(fitted["mapping"], fitted["mapping"].start(space), top=None)
     assert np.allclose(m["weight"], 1 / 8)
-    # a knn session started with meta-features needs them back
-    with pytest.raises(I.InterpretError, match="task_features"):
-        I.why_proposal(fitted["knn"], fitted["knn"].start(space, task_features=feats.loc["t01"]))
-    with pytest.raises(I.InterpretError, match="task_features"):
-        I.why_proposal(fitted["ws-cmaes"], fitted["ws-cmaes"].start(space, task_features=feats.loc["t01"]))
+    # sessions keep the meta-features they were started with: no need to pass them again
+    for name in ("knn", "ws-cmaes", "mapping"):
+        df = I.why_proposal(fitted[name], fitted[name].start(space, task_features=feats.loc["t01"]), top=None)
+        assert df["task"].iloc[0] == "t01", name
     with pytest.raises(I.InterpretError, match="differ"):
         I.why_proposal(fitted["mapping"], fitted["mapping"].start(space, task_features=feats.loc["t01"]),
                        task_features=feats.loc["t06"])
@@ -309,9 +308,107 @@ def test_why_proposal_without_features_and_errors(fitted, shifting, space):
     assert I.why_proposal(fitted["knn"], ses, task_features=feats.loc["t01"]).empty
     # unsupported strategies name the supported ones
     rand = make_strategy("random")
-    with pytest.raises(I.InterpretError, match="adaptive-portfolio"):
+    with pytest.raises(I.InterpretError, match="random"):
         I.why_proposal(rand, rand.start(space))
     with pytest.raises(I.InterpretError, match="transfer"):
         I.why_proposal(fitted["transfer"], fitted["transfer"].start(space))
     with pytest.raises(I.InterpretError, match="session"):
         I.why_proposal(fitted["knn"], fitted["mapping"].start(space))
+
+
+def test_interpret_reads_no_private_names_of_other_modules():
+    """interpret only formats what sessions and strategies say through public methods."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(I))
+    own = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            bad += [f"import {a.name}" for a in node.names if a.name.startswith("_")]
+        elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            if not (isinstance(node.value, ast.Name) and node.value.id == "self"):
+                bad.append(ast.unparse(node))
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "getattr" and len(node.args) > 1 \
+                and isinstance(node.args[1], ast.Constant) and str(node.args[1].value).startswith("_"):
+            bad.append(ast.unparse(node))
+    assert not bad, bad
+    assert "why_proposal" in own and "surrogate_predictor" in own
+
+
+@pytest.mark.parametrize("name", ["adaptive-portfolio", "knn", "mapping", "mtl", "ws-cmaes", "portfolio"])
+def test_sessions_explain_themselves(fitted, shifting, space, name):
+    """Every explaining session gives weights over the meta-train tasks that sum to one, a note, keeps its
+    meta-features, and explaining twice changes nothing."""
+    from metahpo_utils.strategies import Explanation
+
+    _, feats = shifting
+    strat = fitted[name]
+    ses = strat.start(space, task_features=feats.loc["t04"], seed=3)
+    assert ses.meta is strat.meta and ses.task_features is not None
+    for k, (config, v) in enumerate(zip(space.design(3, seed=5), [0.3, 0.8, 0.1])):
+        e = ses.explain()
+        assert isinstance(e, Explanation) and e.note
+        if e.weights is not None:
+            assert e.weights.shape == (strat.meta.n_tasks,) and e.weights.sum() == pytest.approx(1.0)
+            assert (e.weights >= 0).all()
+        again = ses.explain()
+        assert (again.weights is None) == (e.weights is None) and again.note == e.note
+        ses.observe(config, v)
+
+
+def test_sessions_without_weights_or_surrogate_say_so(fitted, space):
+    from metahpo_utils.strategies import StrategyError
+
+    for name in ("random", "tpe"):
+        ses = make_strategy(name).start(space)
+        with pytest.raises(StrategyError, match="explain"):
+            ses.explain()
+        with pytest.raises(StrategyError, match="surrogate"):
+            ses.predict(np.zeros((1, space.dim)))
+    with pytest.raises(StrategyError, match="explain"):
+        fitted["transfer"].start(space).explain()
+
+
+def test_surrogate_sessions_predict_what_they_propose_from(fitted, shifting, space):
+    """predict() is the model the session's acquisition uses: the next suggestion of an mtl session
+    maximises expected improvement under exactly these means and deviations."""
+    from metahpo_utils.strategies.surrogates import expected_improvement
+
+    table, feats = shifting
+    cands = table[table["task"] == "t02"][space.names].reset_index(drop=True)
+    for name in ("mtl", "transfer"):
+        ses = fitted[name].start(space, task_features=feats.loc["t02"], candidates=cands, seed=0)
+        for c, v in zip(cands.to_dict("records")[:3], [0.2, 0.9, 0.4]):
+            ses.observe(c, v)
+        open_idx = np.flatnonzero(ses.open)
+        mu, sd = ses.predict(ses.cand_X[open_idx])
+        y = np.array([0.2, 0.9, 0.4])
+        zmax = ((y - y.mean()) / y.std()).max()
+        expect = open_idx[int(np.argmax(expected_improvement(mu, sd, zmax)))]
+        assert ses.suggest(1)[0] == cands.iloc[expect].to_dict(), name
+
+
+def test_a_new_strategy_explains_itself_without_any_edit_in_interpret(shifting, space):
+    from metahpo_utils.strategies import Explanation, Strategy
+    from metahpo_utils.strategies.baselines import RandomSession
+
+    class FirstTask(Strategy):
+        name, meta_learned = "first-task", True
+
+        def start(self, space, task_features=None, candidates=None, seed=0):
+            meta = self._require_fit(space)
+
+            class S(RandomSession):
+                def explain(self):
+                    return Explanation(np.eye(meta.n_tasks)[0], "always the first task")
+
+            ses = S(space, candidates, seed)
+            ses.meta = meta
+            return ses
+
+    table, feats = shifting
+    strat = FirstTask().fit(table, feats, space)
+    df = I.why_proposal(strat, strat.start(space), top=None)
+    assert list(df["task"]) == [strat.meta.tasks[0]] and df.attrs["note"] == "always the first task"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .base import MetaData, Session, Strategy, StrategyError
+from .base import Explanation, MetaData, Session, Strategy, StrategyError
 from .baselines import GridStrategy, RandomStrategy, TaskSetStrategy
 from .cross_domain import CrossDomainStrategy, shared_space
 from .meta import AdaptivePortfolioStrategy, KnnStrategy, MappingStrategy, PortfolioStrategy, greedy_portfolio
@@ -40,6 +40,6 @@ def make_strategy(name: str, **kwargs: Any) -> Strategy:
     return STRATEGIES[name](**kwargs)
 
 
-__all__ = ["MetaData", "Session", "Strategy", "StrategyError", "STRATEGIES", "make_strategy", "greedy_portfolio",
+__all__ = ["Explanation", "MetaData", "Session", "Strategy", "StrategyError", "STRATEGIES", "make_strategy", "greedy_portfolio",
            "GridStrategy", "RandomStrategy", "TaskSetStrategy", "PortfolioStrategy", "AdaptivePortfolioStrategy",
            "KnnStrategy", "MappingStrategy", "MtlStrategy", "TransferStrategy", "CrossDomainStrategy", "shared_space"]

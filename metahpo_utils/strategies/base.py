@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -133,6 +134,18 @@ class MetaData:
     @property
     def n_tasks(self) -> int:
         return len(self.tasks)
+
+    @property
+    def raw_features(self) -> np.ndarray | None:
+        """The meta-train tasks' meta-features in their own units ``(T, f)`` (``None`` without)."""
+        if self.features is None:
+            return None
+        raw = self._raw_features
+        return np.asarray(raw if raw is not None else self.features * self.feature_scale + self.feature_mean, dtype=float)
+
+    def best_points(self) -> np.ndarray:
+        """The encoded best configuration of every meta-train task ``(T, d)``."""
+        return np.stack([self.X[t][self.yn[t].argmax()] for t in range(self.n_tasks)])
 
     def values_at(self, task: int, Xq: np.ndarray, utility: str = "regret") -> np.ndarray:
         """Values of task ``task`` at encoded points: exact where evaluated, else nearest.
@@ -264,9 +277,40 @@ def as_candidates(candidates: Any, space: SearchSpace) -> list[dict[str, Any]] |
 
 
 # ---------------------------------------------------------------- sessions
+@dataclass(frozen=True)
+class Explanation:
+    """Why a session's next proposal is what it is (:meth:`Session.explain`).
+
+    Attributes:
+        weights: one weight per meta-train task (in ``meta.tasks`` order, summing to 1) behind the next
+            proposal, or ``None`` when no meta-train task drives it (e.g. a GP on the task's own results).
+        note: what the weights mean, in words.
+    """
+
+    weights: np.ndarray | None
+    note: str
+
+    def __post_init__(self) -> None:
+        if self.weights is not None:
+            w = np.asarray(self.weights, dtype=float)
+            object.__setattr__(self, "weights", w / w.sum() if w.sum() > 0 else w)
+
+
 class Session:
     """One tuning run. Subclasses implement :meth:`_propose` (an encoded point, or the index of
-    an open candidate via :meth:`_pick`); the base class keeps observations and candidates."""
+    an open candidate via :meth:`_pick`); the base class keeps observations and candidates.
+
+    Sessions explain themselves: :meth:`explain` gives the meta-train task weights behind the next
+    proposal (sessions of meta-learned strategies that have them) and :meth:`predict` the mean and
+    standard deviation of a surrogate's prediction (surrogate sessions). ``meta`` is the fitted
+    meta-train data the session was started from (``None`` for strategies that learn nothing across
+    tasks) and ``task_features`` the meta-features it was started with.
+    """
+
+    #: the meta-train data the session was started from (meta-learned strategies)
+    meta: "MetaData | None" = None
+    #: the new task's meta-features as given to ``start`` (``None``: none given)
+    task_features: Any = None
 
     def __init__(self, space: SearchSpace, candidates: Sequence[Mapping[str, Any]] | None = None, seed: int = 0):
         self.space = space
@@ -330,6 +374,25 @@ class Session:
         if self.open is not None:
             hit = np.flatnonzero(np.all(np.isclose(self.cand_X, x, atol=1e-9), axis=1))
             self.open[hit] = False
+
+    def explain(self) -> Explanation:
+        """The meta-train tasks behind the NEXT proposal and their weights; reads the session without
+        changing it (no suggestion consumed, its random state untouched).
+
+        Raises:
+            StrategyError: the session's strategy has no task weights to show.
+        """
+        raise StrategyError(f"{type(self).__name__}: this strategy's sessions do not explain their proposals "
+                            "with meta-train task weights")
+
+    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A surrogate's mean and standard deviation at encoded points ``(q, d)`` given the task's
+        observations so far, in its standardized units (per-task standardized values).
+
+        Raises:
+            StrategyError: the session's strategy has no surrogate model.
+        """
+        raise StrategyError(f"{type(self).__name__}: this strategy's sessions have no surrogate to predict with")
 
     # ---- for subclasses
     @property
@@ -395,6 +458,20 @@ class Strategy:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        start = cls.__dict__.get("start")
+        if start is not None:
+            @functools.wraps(start)
+            def started(self: "Strategy", space: SearchSpace, task_features: Any = None, *args: Any, **kw: Any) -> Session:
+                session = start(self, space, task_features, *args, **kw)
+                # every session knows what it was started from (Session.explain needs no more)
+                if isinstance(session, Session):
+                    if session.task_features is None:
+                        session.task_features = task_features
+                    if session.meta is None and self.meta_learned:
+                        session.meta = self.meta
+                return session
+
+            cls.start = started
         init = cls.__dict__.get("__init__")
         if init is None:
             return

@@ -1,12 +1,13 @@
 """Model-free meta-learned strategies: portfolio, adaptive portfolio, kNN warm start, mapping."""
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
 
 from ..space import SearchSpace
-from .base import UTILITIES, MetaData, Session, Strategy, StrategyError
+from .base import UTILITIES, Explanation, MetaData, Session, Strategy, StrategyError
 from .baselines import OrderSession
 
 
@@ -57,7 +58,19 @@ class PortfolioStrategy(Strategy):
 
     def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
         meta = self._require_fit(space)
-        return OrderSession(meta.pool[self.order], space, candidates, seed)
+        return _PortfolioSession(meta, meta.pool[self.order], space, candidates, seed)
+
+
+class _PortfolioSession(OrderSession):
+    """The portfolio's order, the same for every task."""
+
+    def __init__(self, meta: MetaData, points: np.ndarray, space: SearchSpace, candidates: Any, seed: int):
+        super().__init__(points, space, candidates, seed)
+        self.meta = meta
+
+    def explain(self) -> Explanation:
+        return Explanation(np.full(self.meta.n_tasks, 1.0 / self.meta.n_tasks),
+                           "portfolio: one greedy portfolio for every task, all tasks weigh equally")
 
 
 #: Guard of the adaptive portfolio. Its constants were set before any run; its form (the hedge below) was
@@ -103,6 +116,25 @@ class _AdaptiveSession(Session):
         self._own: set[int] = set()  # trials (0-based) the task's own search proposed while hedged
         if guard and unlike:
             self.prior = None  # similarity to tasks it is unlike carries no information
+
+    def explain(self) -> Explanation:
+        """Observation agreement x meta-feature prior, as the next proposal uses them (``None`` once the
+        guard has made proposals model-based, or on a trial the hedge gives to the task's own search)."""
+        X, y = self.observed()
+        saved = copy.deepcopy(self.guard), set(self._own)
+        try:
+            guarded = self._guarded(X, y)
+        finally:
+            self.guard, self._own = saved
+        if guarded:
+            return Explanation(None, "model-based: a GP with expected improvement on the task's own results "
+                                     "(the guard's decision); no meta-train task drives it")
+        temperature = self.temperature[0] if len(y) < self.switch else self.temperature[1]
+        w = self.meta.observation_weights(X, y, temperature)
+        if self.prior is not None:
+            w = w * self.prior
+        return Explanation(w, ("observation agreement x meta-feature prior" if self.prior is not None
+                               else "observation agreement (no meta-features)") + f" (temperature {temperature})")
 
     def _guarded(self, X: np.ndarray, y: np.ndarray) -> bool:
         """Whether this proposal is model-based (after the switch, every one is: the decision stays)."""
@@ -197,8 +229,8 @@ class AdaptivePortfolioStrategy(Strategy):
         meta = self._require_fit(space)
         novelty = meta.feature_novelty(task_features)
         prior = meta.feature_weights(task_features, self.k_features)
-        return _AdaptiveSession(meta, space, candidates, seed, prior, (self.temperature, self.late_temperature), self.switch,
-                                self.utility, novelty, self.guard)
+        return _AdaptiveSession(meta, space, candidates, seed, prior, (self.temperature, self.late_temperature),
+                                self.switch, self.utility, novelty, self.guard)
 
 
 # ---------------------------------------------------------------- kNN warm start + GP (Feurer et al. 2015)
@@ -231,10 +263,35 @@ def gp_expected_improvement(X: np.ndarray, y: np.ndarray, pts: np.ndarray, seed:
 
 
 class _KnnSession(Session):
-    def __init__(self, warm: np.ndarray, meta: MetaData, space: SearchSpace, candidates: Any, seed: int, features_given: bool):
+    def __init__(self, warm: np.ndarray, meta: MetaData, space: SearchSpace, candidates: Any, seed: int,
+                 feature_weights: np.ndarray | None, k: int):
         super().__init__(space, candidates, seed)
-        self.warm, self.meta, self.features_given = list(warm), meta, features_given
+        self.warm, self.meta, self.features_given = list(warm), meta, feature_weights is not None
+        self.feature_weights, self.k = feature_weights, k
+        self.warm_tasks = list(np.argsort(-feature_weights)[:k]) if feature_weights is not None else []
         self._kernel, self._kernel_n = None, 0
+
+    def explain(self) -> Explanation:
+        X, y = self.observed()
+        gp = "GP expected improvement on the task's own observations: no meta-train task drives it"
+        if len(y) >= 5 or not self.warm:
+            return Explanation(None, gp)
+        meta = self.meta
+        if self.features_given:
+            remaining = self.warm_tasks[len(self.warm_tasks) - len(self.warm):]  # the warm list is a suffix
+            if self.candidates is None:  # continuous mode: a best configuration already used is skipped
+                remaining = [t for t in remaining if self.is_new(meta.X[t][meta.yn[t].argmax()])]
+            if not remaining:
+                return Explanation(None, gp)
+            out = np.zeros(meta.n_tasks)
+            out[remaining] = self.feature_weights[remaining]
+            return Explanation(out, "meta-feature similarity of the remaining warm-start tasks (the first one's "
+                                    "best comes next)")
+        if len(y) >= 2:
+            return Explanation(meta.observation_weights(X, y), "observation agreement (warm start from the best of "
+                                                               "the most agreeing task)")
+        return Explanation(np.full(meta.n_tasks, 1.0 / meta.n_tasks),
+                           "the portfolio's first configuration: all tasks weigh equally")
 
     def _propose(self) -> np.ndarray:
         X, y = self.observed()
@@ -281,15 +338,28 @@ class KnnStrategy(Strategy):
             warm = np.stack([meta.X[t][meta.yn[t].argmax()] for t in order])
         else:
             warm = self.first[None, :]
-        return _KnnSession(warm, meta, space, candidates, seed, w is not None)
+        return _KnnSession(warm, meta, space, candidates, seed, w, self.k)
 
 
 # ---------------------------------------------------------------- mapping: meta-features -> best configuration
 class _MappingSession(Session):
     def __init__(self, center: np.ndarray, meta: MetaData, space: SearchSpace, candidates: Any, seed: int,
-                 use_obs: bool, radius: float):
+                 use_obs: bool, radius: float, weights: np.ndarray, k: int):
         super().__init__(space, candidates, seed)
         self.center, self.meta, self.use_obs, self.radius = center, meta, use_obs, radius
+        self.weights, self.k = weights, k  # the task weights behind the first proposal (its centre)
+
+    def explain(self) -> Explanation:
+        X, y = self.observed()
+        if len(y) == 0:
+            if self.use_obs:
+                return Explanation(self.weights, "mean of the tasks' optima (no meta-features): all tasks equal")
+            return Explanation(self.weights, f"meta-feature weights of the {self.k} nearest tasks (their optima's "
+                                             "weighted mean comes next)")
+        if self.use_obs and len(y) < 4:
+            return Explanation(self.meta.observation_weights(X, y),
+                               "observation agreement (re-weighted mean of the tasks' optima, plus noise)")
+        return Explanation(None, "local search around the best point so far: no meta-train task drives it")
 
     def _propose(self) -> np.ndarray:
         X, y = self.observed()
@@ -332,8 +402,8 @@ class MappingStrategy(Strategy):
 
     def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
         meta = self._require_fit(space)
-        center = self.predict(task_features)
-        use_obs = center is None
-        if center is None:
-            center = _weighted_best(meta, np.full(meta.n_tasks, 1.0 / meta.n_tasks))
-        return _MappingSession(center, meta, space, candidates, seed, use_obs, self.radius)
+        w = meta.feature_weights(task_features, self.k)
+        use_obs = w is None
+        if w is None:
+            w = np.full(meta.n_tasks, 1.0 / meta.n_tasks)
+        return _MappingSession(_weighted_best(meta, w), meta, space, candidates, seed, use_obs, self.radius, w, self.k)

@@ -33,7 +33,7 @@ from optuna.samplers import BaseSampler, CmaEsSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from ..space import SearchSpace
-from .base import Session, Strategy
+from .base import Explanation, Session, Strategy
 
 
 @contextmanager
@@ -248,7 +248,19 @@ class WarmStartCmaEsStrategy(Strategy):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             sampler = _FixedSpaceCmaEsSampler(dists, seed=seed, n_startup_trials=0,
                                               source_trials=self.source_trials(space, task_features))
-        return OptunaSession(space, sampler, dists, native=False, candidates=candidates, seed=seed)
+        session = _WarmStartSession(space, sampler, dists, native=False, candidates=candidates, seed=seed)
+        session.source_weights = self.source_weights(task_features)
+        return session
+
+
+class _WarmStartSession(OptunaSession):
+    """A CMA-ES study warm-started from weighted meta-train tasks (``source_weights``)."""
+
+    source_weights: np.ndarray
+
+    def explain(self) -> Explanation:
+        return Explanation(self.source_weights,
+                           "source weights: the tasks whose configurations seeded CMA-ES's initial Gaussian")
 
 
 __all__ = ["CmaEsStrategy", "OptunaSession", "TPEStrategy", "WarmStartCmaEsStrategy", "native_params", "unit_cube"]

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..space import SearchSpace
 from ..training import SMALL_MODEL_THREADS, seeded, torch_threads
-from .base import MetaData, Session, Strategy, StrategyError
+from .base import Explanation, MetaData, Session, Strategy, StrategyError
 
 
 def expected_improvement(mu: np.ndarray, sd: np.ndarray, best: float) -> np.ndarray:
@@ -82,9 +82,9 @@ class _Phi(nn.Module):
 class _MtlSession(Session):
     def __init__(self, owner: "MtlStrategy", space: SearchSpace, candidates: Any, seed: int, prior_w: np.ndarray):
         super().__init__(space, candidates, seed)
-        self.o = owner
+        self.o, self.meta = owner, owner.meta
         heads = owner.heads  # (T, h+1)
-        w = prior_w / prior_w.sum()
+        self.prior_weights = w = prior_w / prior_w.sum()
         self.mu0 = w @ heads
         diff = heads - self.mu0
         self.S0 = (diff.T * w) @ diff + 1e-2 * np.eye(heads.shape[1])  # learned prior covariance
@@ -94,24 +94,37 @@ class _MtlSession(Session):
             f = self.o.phi(torch.as_tensor(X, dtype=torch.float32)).numpy().astype(float)
         return np.hstack([f, np.ones((len(X), 1))])
 
+    def posterior(self) -> tuple[np.ndarray, np.ndarray]:
+        """The new task's head: mean ``(h+1,)`` and covariance ``(h+1, h+1)`` given its observations
+        (the prior while fewer than two distinct values are in)."""
+        X, y = self.observed()
+        if len(y) < 2 or np.ptp(y) == 0:
+            return self.mu0, self.S0
+        Phi = self.features(X)
+        P0 = np.linalg.inv(self.S0)
+        Sn = np.linalg.inv(P0 + Phi.T @ Phi / self.o.noise)
+        return Sn @ (P0 @ self.mu0 + Phi.T @ _standardize(y) / self.o.noise), Sn
+
+    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mun, Sn = self.posterior()
+        F = self.features(np.asarray(X, dtype=float).reshape(-1, self.space.dim))  # (q, h+1)
+        var = np.einsum("ij,jk,ik->i", F, Sn, F) + self.o.noise
+        return F @ mun, np.sqrt(np.maximum(var, 1e-12))
+
+    def explain(self) -> Explanation:
+        return Explanation(self.prior_weights, "task weights of the prior (mean and covariance of the new task's head)")
+
     def _propose(self) -> np.ndarray:
         X, y = self.observed()
         pts, idx = self.pool()
-        F = self.features(pts)
         if len(y) < 2 or np.ptp(y) == 0:
-            return self._choose(F @ self.mu0, pts, idx)  # the prior alone: the (weighted) average task
-        z = _standardize(y)
-        Phi = self.features(X)
-        noise = self.o.noise
-        P0 = np.linalg.inv(self.S0)
-        Sn = np.linalg.inv(P0 + Phi.T @ Phi / noise)
-        mun = Sn @ (P0 @ self.mu0 + Phi.T @ z / noise)
-        mu = F @ mun
-        sd = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", F, Sn, F) + noise, 1e-12))
+            return self._choose(self.features(pts) @ self.mu0, pts, idx)  # the prior alone: the (weighted) average task
         if self.o.acquisition == "ts":
+            mun, Sn = self.posterior()
             wdraw = self.rng.multivariate_normal(mun, Sn)
-            return self._choose(F @ wdraw, pts, idx)
-        return self._choose(expected_improvement(mu, sd, z.max()), pts, idx)
+            return self._choose(self.features(pts) @ wdraw, pts, idx)
+        mu, sd = self.predict(pts)
+        return self._choose(expected_improvement(mu, sd, _standardize(y).max()), pts, idx)
 
 
 class MtlStrategy(_TorchSurrogate):
@@ -215,9 +228,44 @@ class BatchedMLP(nn.Module):
 class _TransferSession(Session):
     def __init__(self, owner: "TransferStrategy", space: SearchSpace, candidates: Any, seed: int, fz: np.ndarray | None):
         super().__init__(space, candidates, seed)
-        self.o, self.fz = owner, fz
+        self.o, self.fz, self.meta = owner, fz, owner.meta
         self.net = BatchedMLP(owner.K, owner.in_dim, owner.hidden)
         self.net.load_state_dict(owner.pretrained)
+        self._tuned_on = 0  # observations the ensemble was last fine-tuned on
+        self._offset: np.ndarray | float = 0.0  # per-member offset to the standardized observations (K, 1)
+
+    def _update(self) -> None:
+        """Bring the ensemble up to date with the observations: borrow a meta-train task's features when
+        the task has none, fine-tune from the pretrained weights, align each member's offset. A function
+        of the observations alone (fine-tuning always restarts from the pretrained weights)."""
+        X, y = self.observed()
+        if self._tuned_on == len(y):
+            return
+        self._tuned_on = len(y)
+        if self.fz is None and self.o.meta.features is not None and len(y) >= 2:
+            # no meta-features for this task: use those of the meta-train task that agrees best so far
+            self.fz = self.o.meta.features[int(np.argmax(self.o.meta.observation_weights(X, y)))]
+        if len(y) >= 2 and np.ptp(y) > 0:
+            z = _standardize(y)
+            self._finetune(X, z)
+            with torch.no_grad():
+                self._offset = (self.net(self._inputs(X)).numpy() - z).mean(1, keepdims=True)  # (K, 1)
+
+    def members(self, X: np.ndarray) -> np.ndarray:
+        """Per-member predictions ``(K, q)`` at encoded points, offsets aligned to the observations;
+        before any fine-tuning, for a task without meta-features, averaged over the meta-train tasks'."""
+        X = np.asarray(X, dtype=float).reshape(-1, self.space.dim)
+        with torch_threads(1):  # tiny matrices: one thread is faster than several
+            self._update()
+        with torch.no_grad(), torch_threads(1):
+            feats = self.o.meta.features
+            if self.fz is not None or feats is None:
+                return self.net(self._inputs(X)).numpy() - self._offset
+            return np.mean([self.net(self._inputs(X, f)).numpy() for f in feats], axis=0)
+
+    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        P = self.members(X)  # (K, q)
+        return P.mean(0), P.std(0)
 
     def _inputs(self, X: np.ndarray, fz: np.ndarray | None = None) -> torch.Tensor:
         fz = self.fz if fz is None else fz
@@ -225,14 +273,6 @@ class _TransferSession(Session):
             X = np.hstack([X, np.repeat(fz[None, :], len(X), 0)])
         x = torch.as_tensor(X, dtype=torch.float32)
         return x.unsqueeze(0).expand(self.o.K, -1, -1).contiguous()
-
-    def _prior_mean(self, pts: np.ndarray) -> np.ndarray:
-        """Pretrained prediction; for a task without meta-features, averaged over the meta-train tasks'."""
-        feats = self.o.meta.features
-        with torch.no_grad():
-            if self.fz is not None or feats is None:
-                return self.net(self._inputs(pts)).numpy().mean(0)
-            return np.mean([self.net(self._inputs(pts, f)).numpy().mean(0) for f in feats], axis=0)
 
     def _finetune(self, X: np.ndarray, z: np.ndarray) -> None:
         """Fine-tune all weights from the pretrained ones on the observations (L_TL).
@@ -265,25 +305,11 @@ class _TransferSession(Session):
             self.net.load_state_dict({k: t.view(sh).clone() for k, t, sh in zip(names, torch.split(flat, sizes), shapes)})
 
     def _propose(self) -> np.ndarray:
-        with torch_threads(1):  # tiny matrices: one thread is faster than several
-            return self._propose_one()
-
-    def _propose_one(self) -> np.ndarray:
         X, y = self.observed()
         pts, idx = self.pool()
-        if self.fz is None and self.o.meta.features is not None and len(y) >= 2:
-            # no meta-features for this task: use those of the meta-train task that agrees best so far
-            self.fz = self.o.meta.features[int(np.argmax(self.o.meta.observation_weights(X, y)))]
-        if len(y) >= 2 and np.ptp(y) > 0:
-            z = _standardize(y)
-            self._finetune(X, z)
+        P = self.members(pts)  # (K, n_pts)
         if len(y) < 2 or np.ptp(y) == 0:
-            return self._choose(self._prior_mean(pts), pts, idx)
-        with torch.no_grad():
-            P = self.net(self._inputs(pts)).numpy()  # (K, n_pts)
-        with torch.no_grad():
-            off = (self.net(self._inputs(X)).numpy() - _standardize(y)).mean(1, keepdims=True)  # (K, 1)
-        P = P - off
+            return self._choose(P.mean(0), pts, idx)  # the pretrained prior mean
         return self._choose(expected_improvement(P.mean(0), P.std(0), _standardize(y).max()), pts, idx)
 
 
