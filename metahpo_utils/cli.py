@@ -190,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default=None, help="root folder for --torchvision")
     p.add_argument("--max-examples", type=_positive, default=None, help="subsample --folder/--torchvision to this many")
     p.add_argument("--strategy", default="adaptive-portfolio",
-                   help="strategy name(s), comma-separated; NAME+sh runs NAME with successive halving")
+                   help="strategy name(s), comma-separated; NAME+sh runs NAME with successive halving, NAME+mf with "
+                        "early stopping by the learning-curve model (--multi-fidelity model)")
     p.add_argument("--load-strategy", default=None, help="a strategy folder written by --save-strategy (instead of fitting)")
     p.add_argument("--save-strategy", default=None, help="save the fitted strategy into this folder")
     p.add_argument("--meta", default=None, help="meta-dataset: an exported folder or a store (default: the committed one "
@@ -200,8 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive, default=None, help="epochs of a full training (default: the meta-dataset's)")
     p.add_argument("--seeds", type=_positive, default=1, help="seeds per (strategy, task): 0..N-1 from --seed")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--multi-fidelity", choices=("sh",), default=None, help="successive halving over epochs")
-    p.add_argument("--eta", type=_positive, default=3, help="halving rate of --multi-fidelity sh")
+    p.add_argument("--multi-fidelity", choices=("sh", "model"), default=None,
+                   help="sh: successive halving over epochs; model: a learning-curve model fitted on the meta-train "
+                        "tasks predicts each configuration's final value at the rungs and stops it when confidently "
+                        "below the best so far")
+    p.add_argument("--eta", type=_positive, default=None,
+                   help="halving rate (rungs) of --multi-fidelity (default: 3 for sh, the stop rule's for model)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--workers", type=_positive, default=1, help="comparisons: Dask LocalCluster worker processes, "
                    "one (strategy, task, seed) run each at a time (the same values as 1 process; timings differ)")
@@ -579,10 +584,10 @@ def _physics(text: str | None) -> dict:
 
 def _cmd_tune(a: argparse.Namespace) -> int:
     from .benchmark import check_strategies
-    from .tuning import SH_SUFFIX
+    from .tuning import split_fidelity
 
     names = _names(a.strategy)
-    check_strategies([n[:-len(SH_SUFFIX)] if n.endswith(SH_SUFFIX) else n for n in names], "strategy")
+    check_strategies([split_fidelity(n)[0] for n in names], "strategy")
     if a.budget_trials is None and a.budget_seconds is None:
         raise CliError("give --budget-trials or --budget-seconds (or both)")
     check_output(a.out, "--out")
@@ -630,9 +635,9 @@ def _cmd_tune(a: argparse.Namespace) -> int:
     if a.save_strategy:
         strategy = fit_strategy(strategy, tables)
         print(f"saved strategy: {save_strategy(strategy, a.save_strategy)}")
-    mf = "sh" if names[0].endswith(SH_SUFFIX) else a.multi_fidelity
-    if isinstance(strategy, str) and strategy.endswith(SH_SUFFIX):
-        strategy = strategy[:-len(SH_SUFFIX)]
+    mf = split_fidelity(names[0])[1] or a.multi_fidelity
+    if isinstance(strategy, str):
+        strategy = split_fidelity(strategy)[0]
     res = tune(sources[0], strategy, budget_trials=a.budget_trials, budget_seconds=a.budget_seconds, meta=tables,
                epochs=a.epochs, seed=a.seed, device=a.device, multi_fidelity=mf, eta=a.eta, root=a.root,
                max_examples=a.max_examples,
@@ -641,7 +646,9 @@ def _cmd_tune(a: argparse.Namespace) -> int:
                    f"{r['elapsed_s']:.1f} s"))
     out.mkdir(parents=True, exist_ok=True)
     hist = res.history.copy()
-    hist["curve"] = hist["curve"].map(json.dumps)
+    for col in ("curve", "decisions"):  # list columns (decisions: --multi-fidelity model's, one dict per rung)
+        if col in hist:
+            hist[col] = hist[col].map(lambda v: json.dumps(v, default=float))
     hist.to_csv(out / "history.csv", index=False)
     best = {"task": res.task, "strategy": res.strategy, "best_config": res.best_config, "best_value": res.best_value,
             "stopped_by": res.stopped_by, "trials": len(res.history), "wall_s": round(res.wall_s, 3),

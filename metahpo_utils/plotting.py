@@ -36,9 +36,12 @@ ARM_STYLES: dict[str, dict[str, str]] = {
 
 
 def style(name: str) -> dict[str, str]:
-    """Colour and line style of a strategy; ``name+sh`` (successive halving) is dotted in the same colour."""
+    """Colour and line style of a strategy; ``name+sh`` (successive halving) is dotted in the same colour,
+    ``name+mf`` (the learning-curve model's early stopping) dashed."""
     if name.endswith("+sh"):
         return {**style(name[:-3]), "ls": ":"}
+    if name.endswith("+mf"):
+        return {**style(name[:-3]), "ls": "--"}
     return STRATEGY_STYLES.get(name) or ARM_STYLES.get(name, {"color": "#333333", "ls": "-"})
 
 

@@ -8,14 +8,16 @@ and the loop returns the best configuration, its trained model and the full hist
 The strategy is fitted on a stored meta-dataset (by default the committed one of the task's domain) without the
 new task and without the meta-test tasks; the new task's meta-features are computed from its
 training split. ``multi_fidelity="sh"`` runs successive halving over epochs: the strategy's order
-decides which configurations start, the learning curves decide which continue.
+decides which configurations start, the learning curves decide which continue. ``multi_fidelity="model"``
+lets a learning-curve model fitted on the same meta-train tasks (:mod:`.curves`) predict each configuration's
+final value from its first epochs and stop it early when that prediction is confidently below the best so far.
 """
 from __future__ import annotations
 
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -28,14 +30,15 @@ from .choices import SUITE_NAMES
 from .data.tasks import Task, TaskError, build_suite
 from .domains import domain_of_meta, domain_of_task, is_task
 from .benchmark import run_seed
+from .curves import CurveError, CurveModel, StopRule, early_stopping
 from .errors import MetahpoError
 from .metadataset import MetaDatasetStore, MetaTables, default_metadataset, load_exported
 from .space import SearchSpace
 from .strategies import Strategy, make_strategy
 from .training import Trainer, TrialResult, resolve_device
 
-#: How successive halving is asked for.
-MULTI_FIDELITY = (None, "sh")
+#: Multi-fidelity modes: none, successive halving, learning-curve model with early stopping.
+MULTI_FIDELITY = (None, "sh", "model")
 
 
 class TuneError(MetahpoError, ValueError):
@@ -231,6 +234,19 @@ def fit_strategy(strategy: str | Strategy, tables: MetaTables, exclude: Sequence
     return s.fit(*_fit_inputs(tables, exclude), space=space) if s.meta_learned else s
 
 
+def fit_curve_model(tables: MetaTables, exclude: Sequence[str] = (), epochs: int | None = None,
+                    rule: StopRule | None = None, use_metafeatures: bool = True, seed: int = 0) -> CurveModel:
+    """A learning-curve model fitted on the tasks a strategy learns from (:func:`training_tasks`: never the
+    meta-test tasks nor ``exclude``), predicting the value at ``epochs`` from the rungs of ``rule`` below it."""
+    trials, feats = _fit_inputs(tables, exclude)
+    epochs = int(epochs if epochs is not None else tables.meta.get("epochs", 10))
+    try:
+        return CurveModel(horizon=epochs, ks=(rule or StopRule()).rungs(epochs)[:-1] or [1], seed=seed).fit(
+            trials, tables.space, feats if use_metafeatures else None)
+    except CurveError as err:
+        raise TuneError(f"multi_fidelity='model': {err}") from None
+
+
 def _fit_inputs(tables: MetaTables, exclude: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     keep = training_tasks(tables, exclude)
     if not keep:
@@ -274,10 +290,10 @@ class TuneResult:
 
 def tune(task_or_data: Any, strategy: str | Strategy = "adaptive-portfolio", budget_trials: int | None = None,
          budget_seconds: float | None = None, meta: Any = None, epochs: int | None = None, seed: int = 0,
-         family: str | None = None, device: str | None = "cpu", multi_fidelity: str | None = None, eta: int = 3,
-         min_epochs: int = 1, use_metafeatures: bool = True, root: str | os.PathLike | None = None,
+         family: str | None = None, device: str | None = "cpu", multi_fidelity: str | None = None,
+         eta: int | None = None, min_epochs: int | None = None, use_metafeatures: bool = True, root: str | os.PathLike | None = None,
          callback: Callable[[dict[str, Any]], None] | None = None, session_seed: int | None = None,
-         **task_kwargs: Any) -> TuneResult:
+         curve_model: CurveModel | None = None, stop_rule: StopRule | None = None, **task_kwargs: Any) -> TuneResult:
     """Tune a new task: propose, train for real, observe, until a budget runs out.
 
     Args:
@@ -292,15 +308,23 @@ def tune(task_or_data: Any, strategy: str | Strategy = "adaptive-portfolio", bud
         seed: seed of the strategy and of every training (same initialisation for every configuration).
         family: model family (default: the meta-dataset's).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
-        multi_fidelity: ``None`` (every configuration trained ``epochs``) or ``"sh"`` (successive
-            halving, rungs ``epochs / eta**k`` down to ``min_epochs``; configurations resume, not restart).
-        eta: the halving rate.
-        min_epochs: the smallest rung.
+        multi_fidelity: ``None`` (every configuration trained ``epochs``), ``"sh"`` (successive
+            halving, rungs ``epochs / eta**k`` down to ``min_epochs``; configurations resume, not restart) or
+            ``"model"`` (each configuration trains rung by rung; at each rung the curve model predicts its final
+            value and ``stop_rule`` stops it or promotes it to the next rung; a stopped configuration's session
+            observation is its predicted final value, a finished one's its final value; see
+            :func:`~metahpo_utils.curves.early_stopping`).
+        eta: the halving rate (default 3 for ``"sh"``, the stop rule's for ``"model"``).
+        min_epochs: the smallest rung (default 1 for ``"sh"``, the stop rule's for ``"model"``).
         use_metafeatures: give the strategy the new task's meta-features.
         root: root of a torchvision dataset.
         callback: called with each history row as it is recorded.
         session_seed: seed of the strategy's session alone (default ``seed``); comparisons derive it
             from (seed, task) so that random search draws differently on every task.
+        curve_model: ``"model"``: a fitted :class:`~metahpo_utils.curves.CurveModel` whose horizon is ``epochs``
+            (default: :func:`fit_curve_model` on the strategy's tasks, the new task excluded).
+        stop_rule: ``"model"``: the :class:`~metahpo_utils.curves.StopRule` (default: the one chosen on the
+            digits meta-train tasks; ``eta``/``min_epochs`` given here replace its own).
         **task_kwargs: more arguments of :func:`resolve_task`.
 
     Returns:
@@ -313,9 +337,11 @@ def tune(task_or_data: Any, strategy: str | Strategy = "adaptive-portfolio", bud
     if budget_seconds is not None and not budget_seconds > 0:
         raise TuneError(f"tune: budget_seconds must be positive (got {budget_seconds})")
     if multi_fidelity not in MULTI_FIDELITY:
-        raise TuneError(f"tune: multi_fidelity must be None or 'sh' (got {multi_fidelity!r})")
-    if int(eta) < 2:
+        raise TuneError(f"tune: multi_fidelity must be None, 'sh' or 'model' (got {multi_fidelity!r})")
+    if eta is not None and int(eta) < 2:
         raise TuneError(f"tune: eta must be at least 2 (got {eta})")
+    if min_epochs is not None and int(min_epochs) < 1:
+        raise TuneError(f"tune: min_epochs must be at least 1 (got {min_epochs})")
     task = resolve_task(task_or_data, root=root, seed=seed, **task_kwargs)
     tables = load_metadataset(meta) if meta is not None else committed_metadataset(task)
     fitted = fit_strategy(strategy, tables, exclude=[task.name])
@@ -331,9 +357,23 @@ def tune(task_or_data: Any, strategy: str | Strategy = "adaptive-portfolio", bud
     family = family or default_family(tables, task)
     mf = domain.metafeatures(task, seed=seed) if use_metafeatures and fitted.meta_learned else None
     session = fitted.start(space, task_features=mf, seed=seed if session_seed is None else session_seed)
+    if multi_fidelity == "model":
+        stop_rule = stop_rule or StopRule()
+        stop_rule = replace(stop_rule, eta=int(eta or stop_rule.eta), min_epochs=int(min_epochs or stop_rule.min_epochs))
+        rungs = stop_rule.rungs(epochs)
+        if curve_model is None:
+            curve_model = fit_curve_model(tables, [task.name], epochs, stop_rule, use_metafeatures)
+        elif curve_model.horizon != epochs or (len(rungs) > 1 and min(curve_model.ks) > rungs[0]):
+            raise TuneError(f"tune: curve_model predicts epoch {curve_model.horizon} from k >= {min(curve_model.ks)} "
+                            f"epochs; this run has {epochs} epochs and rungs {rungs}")
+        curve_feats = None
+        if curve_model.feature_names:
+            curve_feats = mf if mf is not None else domain.metafeatures(task, seed=seed)
     loop = _Loop(task, space, session, epochs, seed, family, resolve_device(device), budget_trials, budget_seconds, callback)
     if multi_fidelity == "sh":
-        loop.successive_halving(int(eta), max(1, int(min_epochs)))
+        loop.successive_halving(int(eta or 3), int(min_epochs or 1))
+    elif multi_fidelity == "model":
+        loop.model_based(curve_model, stop_rule, curve_feats)
     else:
         loop.plain()
     return loop.result(fitted.name, mf)
@@ -368,8 +408,10 @@ class _Loop:
         # the task's domain builds the model under the seed; the trainer keeps that random state
         return domain_of_task(self.task).trainer(self.task, config, self.seed, self.family, self.device)
 
-    def record(self, config: dict[str, Any], res: TrialResult, rung: int | None = None, row: dict[str, Any] | None = None) -> None:
-        """Add (or, for a promoted configuration, update) its history row and the best model."""
+    def record(self, config: dict[str, Any], res: TrialResult, rung: int | None = None, row: dict[str, Any] | None = None,
+               extra: Mapping[str, Any] | None = None) -> None:
+        """Add (or, for a promoted configuration, update) its history row (with ``extra`` columns) and the best
+        model."""
         full = len(res.curve) >= self.epochs or res.status != "ok"
         if full and res.objective > self.best[0]:
             self.best = (res.objective, dict(config), res.model)
@@ -378,6 +420,7 @@ class _Loop:
                "epochs": len(res.curve), "curve": list(res.curve), "cost_s": res.cost_s, "elapsed_s": self.elapsed()}
         if rung is not None:
             new["rung"] = rung
+        new.update(extra or {})
         if row is None:
             row = {"trial": len(self.rows) + 1}
             self.rows.append(row)
@@ -432,6 +475,29 @@ class _Loop:
             for c, tr, row in alive:
                 self.session.observe(c, row["objective"])
 
+    def model_based(self, model: CurveModel, rule: StopRule, task_features: Mapping[str, float] | None) -> None:
+        """:func:`~metahpo_utils.curves.early_stopping` with real training (a started configuration runs to its
+        decision whatever the budget). The history row says ``decision`` (``"stopped"``, ``"completed"`` or
+        ``"diverged"``), ``predicted``/``predicted_sd`` (the last prediction) and ``decisions`` (one dict per rung
+        decided: epochs, value, prediction, best so far, decision)."""
+
+        def start(config: dict[str, Any]) -> _TrainerRun:
+            return _TrainerRun(self.trainer(config), config, self.epochs)
+
+        def room() -> int:
+            if self.out_of_budget():
+                return 0
+            return self.budget_trials - len(self.rows) if self.budget_trials is not None else 1 << 30
+
+        def report(run: _TrainerRun, rung: int, decision: str, mean: float, sd: float, decisions: list) -> None:
+            self.record(run.config, run.res, rung=rung, row=run.row, extra={
+                "decision": decision, "predicted": mean, "predicted_sd": sd, "decisions": list(decisions)})
+            if run.row is None:
+                run.row = self.rows[-1]
+
+        if early_stopping(self.session, start, model, rule, self.epochs, task_features, room, report):
+            self.stopped_by = "exhausted"
+
     def result(self, strategy: str, mf: dict[str, float] | None) -> TuneResult:
         domain = domain_of_task(self.task)
         hist = pd.DataFrame(self.rows)
@@ -445,9 +511,42 @@ class _Loop:
                            "test_baseline": domain.baseline(self.task, "test"), "objective_name": domain.objective_name})
 
 
+class _TrainerRun:
+    """A configuration trained for real, rung by rung, as :func:`~metahpo_utils.curves.early_stopping` drives it."""
+
+    def __init__(self, trainer: Trainer, config: dict[str, Any], epochs: int):
+        self.trainer, self.config, self.epochs = trainer, config, epochs
+        self.res: TrialResult | None = None
+        self.row: dict[str, Any] | None = None  # its history row, once recorded
+
+    def advance(self, epochs: int) -> None:
+        """Train on to ``epochs`` epochs in all (resumed; nothing more once diverged)."""
+        if self.res is None or (self.trainer.epochs_done < epochs and self.trainer.status == "ok"):
+            self.res = self.trainer.run(epochs - self.trainer.epochs_done).result()
+
+    curve = property(lambda self: self.res.curve)
+    val_loss = property(lambda self: self.res.val_loss)
+    objective = property(lambda self: self.res.objective)
+    status = property(lambda self: self.res.status)
+    final = property(lambda self: self.res.status != "ok" or len(self.res.curve) >= self.epochs)
+    seconds_per_epoch = property(lambda self: self.trainer.cost_s / max(1, self.trainer.epochs_done))
+
+
 # ---------------------------------------------------------------- side-by-side comparison
 #: Suffix of a strategy name that runs it with successive halving (``adaptive-portfolio+sh``).
 SH_SUFFIX = "+sh"
+#: Suffix of a strategy name that runs it with the learning-curve model's early stopping (``multi_fidelity="model"``).
+MF_SUFFIX = "+mf"
+
+
+def split_fidelity(label: str) -> tuple[str, str | None]:
+    """``"adaptive-portfolio+mf"`` -> ``("adaptive-portfolio", "model")``; ``+sh`` -> ``"sh"``; else ``None``."""
+    for suffix, mode in ((SH_SUFFIX, "sh"), (MF_SUFFIX, "model")):
+        if label.endswith(suffix):
+            return label[:-len(suffix)], mode
+    return label, None
+
+
 #: Trials at which :func:`comparison_summary` reports the best value.
 SUMMARY_TRIALS = (1, 3, 5, 10, 20, 30, 50)
 
@@ -458,8 +557,9 @@ def compare_tuning(tasks: Sequence[Any], strategies: Sequence[str] = ("adaptive-
                    workers: int = 1, scheduler: str | None = None) -> pd.DataFrame:
     """Tune every task with every strategy and seed for real, with the same trial budget.
 
-    A name ending in ``+sh`` runs that strategy with successive halving. Strategies are fitted once per
-    process (meta-training is offline and not timed); the clock of each run covers its proposals and
+    A name ending in ``+sh`` runs that strategy with successive halving, ``+mf`` with the learning-curve model's
+    early stopping (``multi_fidelity="model"``). Strategies and curve models are fitted once per process
+    (meta-training is offline and not timed); the clock of each run covers its proposals and
     trainings. With ``workers > 1`` (a Dask ``LocalCluster``) or ``scheduler`` (an existing cluster) the
     (strategy, task, seed) runs are spread over worker processes, one run per worker at a time: every value
     is the same as in one process (each run's seeds derive from its seed and task, fitting is deterministic);
@@ -518,13 +618,19 @@ def _tuning_run(job: dict[str, Any], tables: MetaTables) -> tuple[int, list[dict
     if warm not in cache["warm"]:
         _warm_up(task, tables, job["device"])
         cache["warm"].add(warm)
-    name = label[:-len(SH_SUFFIX)] if label.endswith(SH_SUFFIX) else label
+    name, mode = split_fidelity(label)
     key = (name, tuple(training_tasks(tables, [task.name])))
     if key not in cache["fitted"]:
         cache["fitted"][key] = fit_strategy(name, tables, exclude=[task.name])
+    curve_model = None
+    if mode == "model":
+        ckey = ("curve model", job["epochs"], key[1])
+        if ckey not in cache["fitted"]:
+            cache["fitted"][ckey] = fit_curve_model(tables, [task.name], job["epochs"])  # the default rule's rungs
+        curve_model = cache["fitted"][ckey]
     res = tune(task, cache["fitted"][key], budget_trials=job["budget_trials"], meta=tables, epochs=job["epochs"],
-               seed=seed, device=job["device"], multi_fidelity="sh" if label.endswith(SH_SUFFIX) else None,
-               session_seed=run_seed(seed, task.name))
+               seed=seed, device=job["device"], multi_fidelity=mode, session_seed=run_seed(seed, task.name),
+               curve_model=curve_model)
     h = res.history.sort_values("elapsed_s")  # successive halving finishes trials out of order
     best = best_so_far(h, res.extra["epochs"])
     best_test = _test_of_best(h, res.extra["epochs"])
