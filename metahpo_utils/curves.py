@@ -173,10 +173,12 @@ class CurveModel:
                 fold = codes[use]
                 mean = self._boost(X, gain)
                 # how wrong the mean model is on tasks it has not seen: absolute residuals out of fold by task
-                resid = np.zeros(len(use))
-                for f in np.unique(fold) if len(np.unique(fold)) > 1 else []:
-                    resid[fold == f] = np.abs(gain[fold == f] - self._boost(X[fold != f], gain[fold != f]).predict(X[fold == f]))
-                if len(np.unique(fold)) < 2:  # one task: in-sample residuals are all there is
+                if len(np.unique(fold)) > 1:
+                    resid = np.zeros(len(use))
+                    for f in np.unique(fold):
+                        out = fold == f
+                        resid[out] = np.abs(gain[out] - self._boost(X[~out], gain[~out]).predict(X[out]))
+                else:  # one task: in-sample residuals are all there is
                     resid = np.abs(gain - mean.predict(X))
                 # floor: a quarter of the typical error, so that no prediction is ever taken as certain
                 self._models[k] = (_Trees.from_sklearn(mean, X), _Trees.from_sklearn(self._boost(X, resid), X),
