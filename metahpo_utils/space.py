@@ -143,6 +143,37 @@ class SearchSpace:
                     out[i] = (float(v) - dist.low) / (dist.high - dist.low)
         return np.clip(out, 0.0, 1.0)
 
+    @property
+    def model_dim(self) -> int:
+        """Width of :meth:`model_inputs`: one column per numeric hyperparameter, one per choice of a
+        categorical one."""
+        return sum(len(d.choices) if isinstance(d, CategoricalDistribution) else 1 for d in self.params.values())
+
+    def model_inputs(self, X: np.ndarray) -> np.ndarray:
+        """Inputs for a surrogate model from encoded points ``(n, dim)`` -> ``(n, model_dim)``.
+
+        Numeric hyperparameters stay as encoded (unit interval); a categorical one becomes a one-hot
+        block scaled by 1/sqrt(2), so that any two different choices lie at distance 1, as the ends of a
+        numeric axis do. On the unit-cube encoding alone, choice 0 would look nearer to choice 1 than to
+        choice 4, an order that categories do not have.
+        """
+        X = np.asarray(X, dtype=float).reshape(-1, self.dim)
+        cols = []
+        for j, dist in enumerate(self.params.values()):
+            if isinstance(dist, CategoricalDistribution):
+                k = len(dist.choices)
+                idx = np.minimum((np.clip(X[:, j], 0.0, 1.0) * k).astype(int), k - 1)
+                cols.append(np.eye(k)[idx] / math.sqrt(2.0))
+            else:
+                cols.append(X[:, j:j + 1])
+        return np.hstack(cols)
+
+    @property
+    def model_blocks(self) -> np.ndarray:
+        """For each column of :meth:`model_inputs`, the index of its hyperparameter ``(model_dim,)``."""
+        return np.concatenate([np.full(len(d.choices) if isinstance(d, CategoricalDistribution) else 1, j)
+                               for j, d in enumerate(self.params.values())])
+
     def encode_table(self, table: Any) -> np.ndarray:
         """Encode the hyperparameter columns of a DataFrame, vectorised: ``(rows, dim)`` in [0, 1]."""
         missing = [n for n in self.params if n not in table.columns]

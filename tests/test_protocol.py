@@ -196,7 +196,9 @@ def test_nested_selection_never_sees_the_held_out_task(monkeypatch):
     _SpyAdaptive.fits = []
     table, feats = shifting_table(n_tasks=5, n_configs=16)
     data = prepare(table, task_features=feats, budget=5)
-    res = run_benchmark(data, ["spy"], 5, 1, "loo", progress=False, nested={"spy": None})
+    # model_from fixed: its own inner check (inside fit) is tested elsewhere and would multiply the fits' cost
+    res = run_benchmark(data, ["spy"], 5, 1, "loo", progress=False, nested={"spy": None},
+                        strategy_kwargs={"spy": {"model_from": 10}})
     chosen = res.summary["protocol"]["nested"]["spy"]
     assert [c["held_out"] for c in chosen] == [[t] for t in data.tasks]
     for c in chosen:
@@ -207,7 +209,7 @@ def test_nested_selection_never_sees_the_held_out_task(monkeypatch):
     for fold, held in enumerate(data.tasks):
         seen = _SpyAdaptive.fits[fold * 9:(fold + 1) * 9]
         assert all(held not in tasks for tasks, _ in seen)
-    best, scores = select_settings("spy", data, data.tasks[1:], 5)
+    best, scores = select_settings("spy", data, data.tasks[1:], 5, base={"model_from": 10})
     assert best["temperature"] == scores.sort_values("inner_score", kind="stable").iloc[0]["temperature"]
 
 

@@ -135,6 +135,24 @@ class MetaData:
     def n_tasks(self) -> int:
         return len(self.tasks)
 
+    def subset(self, keep: Sequence[int]) -> "MetaData":
+        """The meta-train data of tasks ``keep`` only (for cross-validation inside a strategy's fit; the
+        meta-features keep their raw values and are standardized afresh over ``keep``)."""
+        keep = [int(t) for t in keep]
+        features = None
+        if self.feature_names is not None:
+            raw = self.raw_features[keep]
+            std = raw.std(0)
+            constant = std <= 1e-9 * np.maximum(1.0, np.abs(raw.mean(0)))
+            features = (list(self.feature_names), raw, raw.mean(0), np.where(constant, 1.0, std))
+        out = type(self).__new__(type(self))
+        out._build(self.space, [self.tasks[t] for t in keep], [self.X[t] for t in keep], [self.y[t] for t in keep], features)
+        return out
+
+    def task_feature_series(self, task: int) -> pd.Series | None:
+        """Meta-train task ``task``'s meta-features in their own units (``None`` without)."""
+        return None if self.feature_names is None else pd.Series(self.raw_features[task], index=self.feature_names)
+
     @property
     def raw_features(self) -> np.ndarray | None:
         """The meta-train tasks' meta-features in their own units ``(T, f)`` (``None`` without)."""
@@ -202,27 +220,30 @@ class MetaData:
             w[np.argsort(dist)[k:]] = 0.0
         return w / w.sum()
 
-    def observation_weights(self, X_obs: np.ndarray, y_obs: np.ndarray, temperature: float = 0.25) -> np.ndarray:
+    def observation_weights(self, X_obs: np.ndarray, y_obs: np.ndarray, temperature: float = 0.25,
+                            V: np.ndarray | None = None) -> np.ndarray:
         """Similarity weights of meta-train tasks from the new task's own observations.
 
         The Kendall-style agreement between the new task's observed order and each task's order
         of the same configurations (pairs that agree minus pairs that disagree, over all pairs);
-        uniform with fewer than two distinct observations.
+        uniform with fewer than two distinct observations. ``V``: the tasks' values at ``X_obs``
+        (:meth:`values_matrix`), when the caller has them already.
         """
         T = self.n_tasks
         if len(y_obs) < 2 or np.ptp(y_obs) == 0:
             return np.full(T, 1.0 / T)
-        tau = self.rank_agreement(X_obs, y_obs)
+        tau = self.rank_agreement(X_obs, y_obs, V)
         w = np.exp((tau - tau.max()) / temperature)
         return w / w.sum()
 
-    def rank_agreement(self, X_obs: np.ndarray, y_obs: np.ndarray) -> np.ndarray:
+    def rank_agreement(self, X_obs: np.ndarray, y_obs: np.ndarray, V: np.ndarray | None = None) -> np.ndarray:
         """Per meta-train task, the Kendall-style agreement in [-1, 1] between its order of the observed
         configurations and the new task's (pairs that agree minus pairs that disagree, over the pairs
-        the new task orders); zeros with fewer than two distinct observations."""
+        the new task orders); zeros with fewer than two distinct observations. ``V``: as in
+        :meth:`observation_weights` (any utility: all order a task's configurations alike)."""
         if len(y_obs) < 2 or np.ptp(y_obs) == 0:
             return np.zeros(self.n_tasks)
-        V = self.values_matrix(X_obs)  # (T, n)
+        V = self.values_matrix(X_obs) if V is None else V  # (T, n)
         dy = np.sign(y_obs[:, None] - y_obs[None, :])  # (n, n)
         dv = np.sign(V[:, :, None] - V[:, None, :])  # (T, n, n)
         pairs = max((dy != 0).sum(), 1)

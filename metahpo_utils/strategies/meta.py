@@ -90,6 +90,16 @@ GUARD_MIN_OBS = 5
 GUARD_MIN_OBS_UNLIKE = 4
 GUARD_MAX_OBS = 10
 GUARD_AGREEMENT = 0.2
+#: How the adaptive portfolio uses meta-features: ``auto`` (when they picked better first configurations
+#: on the meta-train tasks, see :meth:`AdaptivePortfolioStrategy.feature_check`), ``always``, ``never``.
+FEATURE_MODES = ("auto", "always", "never")
+#: After how many results the adaptive portfolio hands over to the GP with the transfer prior: the
+#: choices its fit cross-validates on the meta-train tasks (``model_from="auto"``; ``None`` = never), the
+#: value used with fewer than 3 meta-train tasks, and how many meta-train tasks the check holds out
+#: (fixed in advance, before any benchmark run of the combination).
+MODEL_FROM_CHOICES: tuple[int | None, ...] = (4, 10, None)
+MODEL_FROM_DEFAULT = 10
+MODEL_CHECK_TASKS = 8
 
 
 class _AdaptiveSession(Session):
@@ -99,9 +109,15 @@ class _AdaptiveSession(Session):
 
     def __init__(self, meta: MetaData, space: SearchSpace, candidates: Any, seed: int, prior: np.ndarray | None,
                  temperature: tuple[float, float], switch: int, utility: str, novelty: float | None = None,
-                 guard: bool = False):
+                 guard: bool = False, model_from: int | None = None):
         super().__init__(space, candidates, seed)
         self.meta, self.prior, self.temperature, self.switch, self.utility = meta, prior, temperature, switch, utility
+        self.model_from = model_from
+        self._kernel, self._kernel_n = None, 0  # the model phase's GP kernel and the data size it was fitted on
+        self._V_obs = np.zeros((meta.n_tasks, 0))  # see _values_obs
+        #: the last model-based proposal's fit of the transfer prior: intercept and slope of the task's
+        #: standardized values on the weighted meta-train tasks' values (slope near 0: they did not predict it)
+        self.prior_fit: dict[str, float] | None = None
         # value of every candidate (or pool configuration) on every meta-train task: (T, n)
         self.V = meta.values_matrix(self.cand_X if self.candidates is not None else meta.pool, utility)
         # continuous mode: the configuration key of each pool entry, so none is proposed twice
@@ -129,12 +145,32 @@ class _AdaptiveSession(Session):
         if guarded:
             return Explanation(None, "model-based: a GP with expected improvement on the task's own results "
                                      "(the guard's decision); no meta-train task drives it")
+        w, temperature = self._task_weights(X, y)
+        what = ("observation agreement x meta-feature prior" if self.prior is not None
+                else "observation agreement (no meta-features)") + f" (temperature {temperature})"
+        if self._model_phase(y):
+            return Explanation(w, "prior mean of a GP on the task's own results (expected improvement): the "
+                                  f"meta-train tasks' values weighted by {what}")
+        return Explanation(w, what)
+
+    def _task_weights(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+        """Meta-train task weights behind the next proposal and the temperature that gave them."""
         temperature = self.temperature[0] if len(y) < self.switch else self.temperature[1]
-        w = self.meta.observation_weights(X, y, temperature)
+        w = self.meta.observation_weights(X, y, temperature, self._values_obs(X))
         if self.prior is not None:
             w = w * self.prior
-        return Explanation(w, ("observation agreement x meta-feature prior" if self.prior is not None
-                               else "observation agreement (no meta-features)") + f" (temperature {temperature})")
+        return w / w.sum(), temperature
+
+    def _values_obs(self, X: np.ndarray) -> np.ndarray:
+        """The meta-train tasks' values (under the utility) at the observations ``(T, n)``, computed once
+        per observation (observations only ever grow)."""
+        if self._V_obs.shape[1] < len(X):
+            self._V_obs = np.hstack([self._V_obs, self.meta.values_matrix(X[self._V_obs.shape[1]:], self.utility)])
+        return self._V_obs[:, :len(X)]
+
+    def _model_phase(self, y: np.ndarray) -> bool:
+        """Whether the next proposal comes from the GP with the transfer prior (after ``model_from`` results)."""
+        return self.model_from is not None and len(y) >= self.model_from and np.ptp(y) > 0
 
     def _guarded(self, X: np.ndarray, y: np.ndarray) -> bool:
         """Whether this proposal is model-based (after the switch, every one is: the decision stays)."""
@@ -143,7 +179,7 @@ class _AdaptiveSession(Session):
         n, unlike = len(y), self.guard["unlike_by_features"]
         if self.guard["model_based_from"] is None and 2 <= n <= GUARD_MAX_OBS and np.ptp(y) > 0:
             if n >= GUARD_MIN_OBS:
-                self.guard["agreement"] = float(self.meta.rank_agreement(X, y).max())
+                self.guard["agreement"] = float(self.meta.rank_agreement(X, y, self._values_obs(X)).max())
                 if self.guard["agreement"] < GUARD_AGREEMENT:
                     self.guard["model_based_from"] = n + 1
             if unlike and n >= GUARD_MIN_OBS_UNLIKE and int(np.argmax(y)) in self._own:
@@ -164,20 +200,30 @@ class _AdaptiveSession(Session):
             pts, idx = self.pool()
             ei, _ = gp_expected_improvement(X, y, pts, self.seed)
             return self._choose(ei, pts, idx)
-        temperature = self.temperature[0] if len(y) < self.switch else self.temperature[1]
-        w = self.meta.observation_weights(X, y, temperature)
-        if self.prior is not None:
-            w = w * self.prior
-            w = w / w.sum()
-        start = self.meta.values_matrix(X, self.utility).max(1) if len(y) else None
+        w, _ = self._task_weights(X, y)
+        if self._model_phase(y):
+            pts, idx = self.pool()
+            V_pts = self.V[:, idx] if idx is not None else self.meta.values_matrix(pts, self.utility)  # (T, q)
+            # the GP's hyperparameters are re-fitted whenever the data grew by a fifth since the last fit
+            refit = self._kernel is None or len(y) >= 1.2 * self._kernel_n
+            ei, fit = transfer_prior_ei(self.space, X, y, pts, w @ self._values_obs(X), w @ V_pts,
+                                        self.seed, None if refit else self._kernel)
+            if refit:
+                self._kernel, self._kernel_n = fit["kernel"], len(y)
+            self.prior_fit = {"intercept": fit["intercept"], "slope": fit["slope"]}
+            return self._choose(ei, pts, idx)
+        start = self._values_obs(X).max(1) if len(y) else None
+        V = self.V
+        if not len(y) and self.utility != "regret":  # nothing seen yet: the pick of least expected regret
+            V = self.meta.values_matrix(self.cand_X if self.candidates is not None else self.meta.pool, "regret")
         if self.candidates is not None:
             idx = np.flatnonzero(self.open)
-            j = greedy_portfolio(self.V[:, idx], 1, w, start)[0]
+            j = greedy_portfolio(V[:, idx], 1, w, start)[0]
             return self._pick(idx[j])
         fresh = np.flatnonzero([k not in self._used for k in self.pool_keys])
         if not len(fresh):
             return self.rng.random(self.space.dim)
-        j = greedy_portfolio(self.V[:, fresh], 1, w, start)[0]
+        j = greedy_portfolio(V[:, fresh], 1, w, start)[0]
         return self.meta.pool[fresh[j]]
 
 
@@ -216,21 +262,114 @@ class AdaptivePortfolioStrategy(Strategy):
                      "utility": ("mixed", "regret", "rank")}
 
     def __init__(self, temperature: float = 0.3, late_temperature: float = 0.05, switch: int = 5,
-                 k_features: int | None = 5, utility: str = "regret", guard: bool = True):
+                 k_features: int | None = 5, utility: str = "regret", guard: bool = True,
+                 model_from: int | str | None = "auto", features: str = "auto"):
         super().__init__()
         self.guard = guard
         # soft task weights while few observations exist, sharper once the ranking evidence is there
         self.temperature, self.late_temperature, self.switch, self.k_features = temperature, late_temperature, switch, k_features
         if utility not in UTILITIES:
             raise StrategyError(f"adaptive-portfolio: utility must be regret, rank or mixed (got {utility!r})")
-        self.utility = utility
+        if features not in FEATURE_MODES:
+            raise StrategyError(f"adaptive-portfolio: features must be one of {FEATURE_MODES} (got {features!r})")
+        if not (model_from is None or model_from == "auto" or (isinstance(model_from, int) and model_from >= 2)):
+            raise StrategyError(f"adaptive-portfolio: model_from must be 'auto', None or at least 2 results (got {model_from!r})")
+        self.utility, self.model_from, self.features = utility, model_from, features
+        #: what fit found out about the meta-features (see :meth:`feature_check`) and the model phase
+        #: (see :meth:`model_check`)
+        self.feature_report: dict[str, Any] = {}
+        self.model_report: dict[str, Any] = {}
+
+    def _fit(self) -> None:
+        self.feature_report = self.feature_check()
+        self.model_report = self.model_check() if self.model_from == "auto" else {"model_from": self.model_from}
+
+    @property
+    def model_from_used(self) -> int | None:
+        """The trial count after which proposals come from the GP with the transfer prior (``None``: never)."""
+        return self.model_report.get("model_from", MODEL_FROM_DEFAULT) if self.model_from == "auto" else self.model_from
+
+    def model_check(self, budget: int = 50) -> dict[str, Any]:
+        """Choose ``model_from`` among :data:`MODEL_FROM_CHOICES` by cross-validation on the meta-train
+        tasks alone: each of at most :data:`MODEL_CHECK_TASKS` of them (a seeded choice) is held out in
+        turn, the strategy is fitted on the others and replays ``budget`` trials among the held-out task's
+        own configurations (one replicate); the choice with the lowest mean normalized regret over those
+        trials wins (ties: the first). With fewer than 3 meta-train tasks :data:`MODEL_FROM_DEFAULT` stands.
+
+        Returns:
+            ``model_from`` (the choice), ``scores`` (choice -> inner score) and ``tasks`` (the held-out ones).
+        """
+        meta = self.meta
+        if meta.n_tasks < 3:
+            return {"model_from": MODEL_FROM_DEFAULT, "scores": {}, "tasks": []}
+        rng = np.random.default_rng(0)
+        held = sorted(rng.choice(meta.n_tasks, min(MODEL_CHECK_TASKS, meta.n_tasks), replace=False).tolist())
+        scores: dict[Any, list[float]] = {c: [] for c in MODEL_FROM_CHOICES}
+        for t in held:
+            sub = meta.subset([u for u in range(meta.n_tasks) if u != t])
+            inner = copy.copy(self)
+            inner.meta, inner.model_from = sub, None
+            inner.feature_report = {"use": self.feature_report.get("use", False)}
+            cands = [meta.space.decode(x) for x in meta.X[t]]
+            vals, span = meta.y[t], np.ptp(meta.y[t])
+            n = min(budget, len(vals))
+            for choice in MODEL_FROM_CHOICES:
+                inner.model_report = {"model_from": choice}
+                session = inner._session(meta.space, meta.task_feature_series(t), cands, seed=t, model_from=choice)
+                best, regrets = -np.inf, []
+                for _ in range(n):
+                    config = session.suggest(1)[0]
+                    i = session.suggested_indices[-1]
+                    session.observe(config, vals[i])
+                    best = max(best, vals[i])
+                    regrets.append((vals.max() - best) / span if span > 0 else 0.0)
+                scores[choice].append(float(np.mean(regrets)))
+        mean = {c: float(np.mean(v)) for c, v in scores.items()}
+        choice = min(MODEL_FROM_CHOICES, key=lambda c: mean[c])  # min keeps the first of equal scores
+        return {"model_from": choice, "scores": mean, "tasks": [meta.tasks[t] for t in held]}
+
+    def feature_check(self, picks: int = 3) -> dict[str, Any]:
+        """Do the meta-features pick better first configurations than no meta-features, on the meta-train
+        tasks themselves? Leave one meta-train task out at a time: the greedy portfolio of the others
+        (``picks`` long), weighted by meta-feature similarity to the held-out task (its ``k_features``
+        nearest) or uniformly, and the held-out task's mean normalized regret over those picks.
+
+        Returns:
+            ``use`` (whether sessions use the meta-feature prior: with ``features="auto"``, only when it
+            scored strictly better; ``"always"``/``"never"`` force it), ``regret_with`` and
+            ``regret_without`` (mean over the meta-train tasks; ``None`` when not measured).
+        """
+        meta = self.meta
+        report: dict[str, Any] = {"use": self.features == "always" and meta.features is not None,
+                                  "regret_with": None, "regret_without": None}
+        if meta.features is None or not self.k_features or meta.n_tasks < 3 or self.features == "never":
+            return report
+        F = meta.features  # (T, f) standardized
+        with_, without = [], []
+        for t in range(meta.n_tasks):
+            others = np.delete(np.arange(meta.n_tasks), t)
+            dist = np.sqrt(((F[others] - F[t]) ** 2).sum(1))
+            w = np.exp(-(dist - dist.min()) / max(np.median(dist) - dist.min(), 1e-6))
+            w[np.argsort(dist)[self.k_features:]] = 0.0  # as MetaData.feature_weights
+            for weights, out in ((w, with_), (None, without)):
+                order = greedy_portfolio(meta.Y[others], picks, weights)
+                out.append(float(np.mean(1.0 - np.maximum.accumulate(meta.Y[t, order]))))
+        report.update(regret_with=float(np.mean(with_)), regret_without=float(np.mean(without)))
+        if self.features == "auto":
+            report["use"] = report["regret_with"] < report["regret_without"]
+        return report
 
     def start(self, space: SearchSpace, task_features: Any = None, candidates: Any = None, seed: int = 0) -> Session:
-        meta = self._require_fit(space)
+        self._require_fit(space)
+        return self._session(space, task_features, candidates, seed, self.model_from_used)
+
+    def _session(self, space: SearchSpace, task_features: Any, candidates: Any, seed: int,
+                 model_from: int | None) -> "_AdaptiveSession":
+        meta = self.meta
         novelty = meta.feature_novelty(task_features)
-        prior = meta.feature_weights(task_features, self.k_features)
+        prior = meta.feature_weights(task_features, self.k_features) if self.feature_report.get("use") else None
         return _AdaptiveSession(meta, space, candidates, seed, prior, (self.temperature, self.late_temperature),
-                                self.switch, self.utility, novelty, self.guard)
+                                self.switch, self.utility, novelty, self.guard, model_from)
 
 
 # ---------------------------------------------------------------- kNN warm start + GP (Feurer et al. 2015)
@@ -260,6 +399,43 @@ def gp_expected_improvement(X: np.ndarray, y: np.ndarray, pts: np.ndarray, seed:
     sd = np.maximum(sd, 1e-9)
     z = (mu - y.max()) / sd
     return (mu - y.max()) * norm.cdf(z) + sd * norm.pdf(z), gp.kernel_
+
+
+def transfer_prior_ei(space: SearchSpace, X: np.ndarray, y: np.ndarray, pts: np.ndarray, prior_obs: np.ndarray,
+                      prior_pts: np.ndarray, seed: int = 0, kernel: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Expected improvement of a GP on a task's own results whose prior mean is what the meta-train
+    tasks say (in the spirit of RGPE and TST-R: a transfer prior the target's data can overrule).
+
+    The task's standardized values ``z`` are regressed on the prior (the weighted meta-train tasks' values
+    at the same configurations): ``z ~ a + b * prior`` (``b`` kept >= 0; ridge 1e-3). A Matern-5/2 GP on
+    :meth:`SearchSpace.model_inputs` (categoricals one-hot) with a noise term fits the residuals
+    (:class:`~metahpo_utils.strategies.gp.GaussianProcess`).
+    Where the meta-train tasks predict the task, ``b`` is large and the GP only corrects them; where they
+    do not, ``b`` is near 0 and this is plain GP expected improvement.
+
+    Args:
+        X, y: the task's encoded observations ``(n, d)`` and values ``(n,)`` (higher is better).
+        pts: encoded points to score ``(q, d)``.
+        prior_obs, prior_pts: the prior at ``X`` ``(n,)`` and at ``pts`` ``(q,)``.
+
+        kernel: ``(length scales, noise)`` from an earlier call, reused as they are (no marginal-likelihood fit).
+
+    Returns:
+        The expected improvement at ``pts`` and the fit: ``{"intercept": a, "slope": b, "kernel": (length
+        scales, noise)}``.
+    """
+    from .gp import GaussianProcess
+    from .surrogates import expected_improvement, standardize
+
+    z = standardize(y)
+    A = np.stack([np.ones_like(prior_obs), prior_obs], 1)  # (n, 2)
+    a, b = np.linalg.solve(A.T @ A + 1e-3 * np.eye(2), A.T @ z)
+    if b <= 0:  # the meta-train tasks order these results the wrong way: no transfer
+        a, b = float(z.mean()), 0.0
+    gp = GaussianProcess().fit(space.model_inputs(X), z - (a + b * prior_obs), space.model_blocks, kernel)
+    mu, sd = gp.predict(space.model_inputs(pts))
+    return (expected_improvement(a + b * prior_pts + mu, sd, z.max()),
+            {"intercept": float(a), "slope": float(b), "kernel": gp.params})
 
 
 class _KnnSession(Session):

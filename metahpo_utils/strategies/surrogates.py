@@ -31,7 +31,8 @@ def expected_improvement(mu: np.ndarray, sd: np.ndarray, best: float) -> np.ndar
     return (mu - best) * norm.cdf(z) + sd * norm.pdf(z)
 
 
-def _standardize(y: np.ndarray) -> np.ndarray:
+def standardize(y: np.ndarray) -> np.ndarray:
+    """Zero mean, unit standard deviation (a constant stays centred at 0)."""
     s = y.std()
     return (y - y.mean()) / (s if s > 0 else 1.0)
 
@@ -47,9 +48,10 @@ def _holdout_rows(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, tor
 
 
 def _task_rows(meta: MetaData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stacked meta-train rows: encoded x ``(N, d)``, per-task standardized value ``(N,)``, task id ``(N,)``."""
-    X = np.concatenate(meta.X)
-    z = np.concatenate([_standardize(y) for y in meta.yn])
+    """Stacked meta-train rows: model inputs ``(N, space.model_dim)`` (categoricals one-hot), per-task
+    standardized value ``(N,)``, task id ``(N,)``."""
+    X = meta.space.model_inputs(np.concatenate(meta.X))
+    z = np.concatenate([standardize(y) for y in meta.yn])
     tid = np.concatenate([np.full(len(x), t) for t, x in enumerate(meta.X)])
     return X, z, tid
 
@@ -57,15 +59,45 @@ def _task_rows(meta: MetaData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 class _TorchSurrogate(Strategy):
     """A strategy that trains a torch network in ``fit``: seeded from ``self.seed`` and on one
     thread (the same numbers under any thread setting or load), leaving the caller's random state
-    and thread count as they were. Subclasses implement ``_train``."""
+    and thread count as they were. Subclasses implement ``_train``.
+
+    Its sessions start with the plain greedy portfolio's first ``warm`` configurations (the strongest
+    zero-shot picks; the surrogate learns from their results) before the surrogate proposes."""
 
     seed: int
+    warm: int
 
     def _fit(self) -> None:
         with seeded(self.seed), torch_threads(SMALL_MODEL_THREADS):
             self._train()
+        self._warm_start()
+
+    def _warm_start(self) -> None:
+        from .meta import greedy_portfolio
+
+        self.warm_points = self.meta.pool[greedy_portfolio(self.meta.Y, self.warm)] if self.warm else self.meta.pool[:0]
 
     def _train(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class _WarmSession(Session):
+    """A surrogate session: the owner's warm-start points first (each one new), then ``_model_propose``."""
+
+    o: "_TorchSurrogate"
+    _warm_i = 0  # warm-start points used
+
+    def _propose(self) -> np.ndarray:
+        # the first len(warm_points) trials (suggested or observed) come from the warm start
+        used = int((~self.open).sum()) if self.open is not None else len(self._used)  # suggested or observed
+        while self._warm_i < len(self.o.warm_points) and used < len(self.o.warm_points):
+            point = self.o.warm_points[self._warm_i]
+            self._warm_i += 1
+            if self.candidates is not None or self.is_new(point):  # on a table: the nearest open candidate
+                return point
+        return self._model_propose()
+
+    def _model_propose(self) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
@@ -79,7 +111,7 @@ class _Phi(nn.Module):
         return self.net(x)
 
 
-class _MtlSession(Session):
+class _MtlSession(_WarmSession):
     def __init__(self, owner: "MtlStrategy", space: SearchSpace, candidates: Any, seed: int, prior_w: np.ndarray):
         super().__init__(space, candidates, seed)
         self.o, self.meta = owner, owner.meta
@@ -91,7 +123,7 @@ class _MtlSession(Session):
 
     def features(self, X: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            f = self.o.phi(torch.as_tensor(X, dtype=torch.float32)).numpy().astype(float)
+            f = self.o.phi(torch.as_tensor(self.space.model_inputs(X), dtype=torch.float32)).numpy().astype(float)
         return np.hstack([f, np.ones((len(X), 1))])
 
     def posterior(self) -> tuple[np.ndarray, np.ndarray]:
@@ -103,7 +135,7 @@ class _MtlSession(Session):
         Phi = self.features(X)
         P0 = np.linalg.inv(self.S0)
         Sn = np.linalg.inv(P0 + Phi.T @ Phi / self.o.noise)
-        return Sn @ (P0 @ self.mu0 + Phi.T @ _standardize(y) / self.o.noise), Sn
+        return Sn @ (P0 @ self.mu0 + Phi.T @ standardize(y) / self.o.noise), Sn
 
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mun, Sn = self.posterior()
@@ -114,7 +146,7 @@ class _MtlSession(Session):
     def explain(self) -> Explanation:
         return Explanation(self.prior_weights, "task weights of the prior (mean and covariance of the new task's head)")
 
-    def _propose(self) -> np.ndarray:
+    def _model_propose(self) -> np.ndarray:
         X, y = self.observed()
         pts, idx = self.pool()
         if len(y) < 2 or np.ptp(y) == 0:
@@ -124,7 +156,7 @@ class _MtlSession(Session):
             wdraw = self.rng.multivariate_normal(mun, Sn)
             return self._choose(self.features(pts) @ wdraw, pts, idx)
         mu, sd = self.predict(pts)
-        return self._choose(expected_improvement(mu, sd, _standardize(y).max()), pts, idx)
+        return self._choose(expected_improvement(mu, sd, standardize(y).max()), pts, idx)
 
 
 class MtlStrategy(_TorchSurrogate):
@@ -134,8 +166,9 @@ class MtlStrategy(_TorchSurrogate):
     meta_learned = True
 
     def __init__(self, hidden: int = 32, epochs: int = 600, lr: float = 3e-3, noise: float = 0.1,
-                 acquisition: str = "ei", seed: int = 0, holdout: float = 0.0):
+                 acquisition: str = "ei", seed: int = 0, holdout: float = 0.0, warm: int = 3):
         super().__init__()
+        self.warm = warm
         self.hidden, self.epochs, self.lr, self.noise, self.acquisition, self.seed = hidden, epochs, lr, noise, acquisition, seed
         self.holdout = holdout
         self.history: list[float] = []
@@ -145,7 +178,7 @@ class MtlStrategy(_TorchSurrogate):
         X, z, tid = _task_rows(self.meta)
         train, val = _holdout_rows(len(z), self.holdout, self.seed)
         T = self.meta.n_tasks
-        self.phi = _Phi(X.shape[1], self.hidden)
+        self.phi = _Phi(X.shape[1], self.hidden)  # X: model inputs (categoricals one-hot)
         W = nn.Parameter(0.1 * torch.randn(T, self.hidden))
         b = nn.Parameter(torch.zeros(T))
         Xt, zt, tt = (torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(z, dtype=torch.float32),
@@ -184,8 +217,9 @@ class MtlStrategy(_TorchSurrogate):
 
     def _restore(self, state: Mapping[str, Any]) -> None:
         """Trained weights come back as saved (no retraining)."""
+        self._warm_start()
         with torch.random.fork_rng(devices=[]):  # loading leaves the caller's random state alone
-            self.phi = _Phi(self.meta.space.dim, self.hidden)
+            self.phi = _Phi(self.meta.space.model_dim, self.hidden)
         self.phi.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("phi.")})
         self.phi.eval()
         self.heads = state["heads"].numpy().astype(float)
@@ -225,7 +259,7 @@ class BatchedMLP(nn.Module):
         return (torch.bmm(h, W3) + b3).squeeze(-1)
 
 
-class _TransferSession(Session):
+class _TransferSession(_WarmSession):
     def __init__(self, owner: "TransferStrategy", space: SearchSpace, candidates: Any, seed: int, fz: np.ndarray | None):
         super().__init__(space, candidates, seed)
         self.o, self.fz, self.meta = owner, fz, owner.meta
@@ -246,7 +280,7 @@ class _TransferSession(Session):
             # no meta-features for this task: use those of the meta-train task that agrees best so far
             self.fz = self.o.meta.features[int(np.argmax(self.o.meta.observation_weights(X, y)))]
         if len(y) >= 2 and np.ptp(y) > 0:
-            z = _standardize(y)
+            z = standardize(y)
             self._finetune(X, z)
             with torch.no_grad():
                 self._offset = (self.net(self._inputs(X)).numpy() - z).mean(1, keepdims=True)  # (K, 1)
@@ -269,6 +303,7 @@ class _TransferSession(Session):
 
     def _inputs(self, X: np.ndarray, fz: np.ndarray | None = None) -> torch.Tensor:
         fz = self.fz if fz is None else fz
+        X = self.space.model_inputs(X)
         if fz is not None:
             X = np.hstack([X, np.repeat(fz[None, :], len(X), 0)])
         x = torch.as_tensor(X, dtype=torch.float32)
@@ -304,13 +339,13 @@ class _TransferSession(Session):
         with torch.no_grad():
             self.net.load_state_dict({k: t.view(sh).clone() for k, t, sh in zip(names, torch.split(flat, sizes), shapes)})
 
-    def _propose(self) -> np.ndarray:
+    def _model_propose(self) -> np.ndarray:
         X, y = self.observed()
         pts, idx = self.pool()
         P = self.members(pts)  # (K, n_pts)
         if len(y) < 2 or np.ptp(y) == 0:
             return self._choose(P.mean(0), pts, idx)  # the pretrained prior mean
-        return self._choose(expected_improvement(P.mean(0), P.std(0), _standardize(y).max()), pts, idx)
+        return self._choose(expected_improvement(P.mean(0), P.std(0), standardize(y).max()), pts, idx)
 
 
 class TransferStrategy(_TorchSurrogate):
@@ -320,8 +355,9 @@ class TransferStrategy(_TorchSurrogate):
     meta_learned = True
 
     def __init__(self, K: int = 5, hidden: int = 32, epochs: int = 400, lr: float = 3e-3, finetune_steps: int = 30,
-                 finetune_lr: float = 3e-3, anchor: float = 1e-3, seed: int = 0, holdout: float = 0.0):
+                 finetune_lr: float = 3e-3, anchor: float = 1e-3, seed: int = 0, holdout: float = 0.0, warm: int = 3):
         super().__init__()
+        self.warm = warm
         self.K, self.hidden, self.epochs, self.lr = K, hidden, epochs, lr
         self.finetune_steps, self.finetune_lr, self.anchor, self.seed = finetune_steps, finetune_lr, anchor, seed
         self.holdout = holdout
@@ -364,8 +400,9 @@ class TransferStrategy(_TorchSurrogate):
 
     def _restore(self, state: Mapping[str, Any]) -> None:
         """Trained weights come back as saved (no retraining); shapes are checked against a fresh net."""
+        self._warm_start()
         meta = self.meta
-        self.in_dim = meta.space.dim + (len(meta.feature_names) if meta.features is not None else 0)
+        self.in_dim = meta.space.model_dim + (len(meta.feature_names) if meta.features is not None else 0)
         K, d, h = self.K, self.in_dim, self.hidden
         ref = {"W1": (K, d, h), "b1": (K, 1, h), "W2": (K, h, h), "b2": (K, 1, h), "W3": (K, h, 1), "b3": (K, 1, 1)}
         got = {k[len("pretrained."):]: v for k, v in state.items() if k.startswith("pretrained.")}
