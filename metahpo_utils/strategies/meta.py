@@ -294,13 +294,13 @@ class AdaptivePortfolioStrategy(Strategy):
         tasks alone: each of at most :data:`MODEL_CHECK_TASKS` of them (a seeded choice) is held out in
         turn, the strategy is fitted on the others and replays ``budget`` trials among the held-out task's
         own configurations (one replicate); the choice with the lowest mean normalized regret over those
-        trials wins (ties: the first). With fewer than 3 meta-train tasks :data:`MODEL_FROM_DEFAULT` stands.
+        trials wins (ties: the first). With a single meta-train task :data:`MODEL_FROM_DEFAULT` stands.
 
         Returns:
             ``model_from`` (the choice), ``scores`` (choice -> inner score) and ``tasks`` (the held-out ones).
         """
         meta = self.meta
-        if meta.n_tasks < 3:
+        if meta.n_tasks < 2:
             return {"model_from": MODEL_FROM_DEFAULT, "scores": {}, "tasks": []}
         rng = np.random.default_rng(0)
         held = sorted(rng.choice(meta.n_tasks, min(MODEL_CHECK_TASKS, meta.n_tasks), replace=False).tolist())
