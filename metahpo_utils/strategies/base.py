@@ -214,11 +214,7 @@ class MetaData:
         z = self.standardize_features(features)
         if z is None:
             return None
-        dist = np.sqrt(((self.features - z) ** 2).sum(1))  # (T,)
-        w = np.exp(-(dist - dist.min()) / max(np.median(dist) - dist.min(), 1e-6))
-        if k is not None and k < len(w):
-            w[np.argsort(dist)[k:]] = 0.0
-        return w / w.sum()
+        return distance_weights(np.sqrt(((self.features - z) ** 2).sum(1)), k)
 
     def observation_weights(self, X_obs: np.ndarray, y_obs: np.ndarray, temperature: float = 0.25,
                             V: np.ndarray | None = None) -> np.ndarray:
@@ -277,6 +273,15 @@ class MetaData:
         D = np.sqrt(((F[:, None, :] - F[None, :, :]) ** 2).sum(-1))  # (T, T)
         np.fill_diagonal(D, np.inf)
         return float(D.min(1).max())
+
+
+def distance_weights(dist: np.ndarray, k: int | None = None) -> np.ndarray:
+    """Similarity weights from meta-feature distances ``(T,)``: softmax of minus the distance scaled by its
+    median spread, zero outside the ``k`` nearest, normalized."""
+    w = np.exp(-(dist - dist.min()) / max(np.median(dist) - dist.min(), 1e-6))
+    if k is not None and k < len(w):
+        w[np.argsort(dist)[k:]] = 0.0
+    return w / w.sum()
 
 
 def _row_keys(X: np.ndarray) -> list[bytes]:

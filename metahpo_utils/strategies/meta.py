@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..space import SearchSpace
-from .base import UTILITIES, Explanation, MetaData, Session, Strategy, StrategyError
+from .base import UTILITIES, Explanation, MetaData, Session, Strategy, StrategyError, distance_weights
 from .baselines import OrderSession
 
 
@@ -307,14 +307,12 @@ class AdaptivePortfolioStrategy(Strategy):
         scores: dict[Any, list[float]] = {c: [] for c in MODEL_FROM_CHOICES}
         for t in held:
             sub = meta.subset([u for u in range(meta.n_tasks) if u != t])
-            inner = copy.copy(self)
-            inner.meta, inner.model_from = sub, None
-            inner.feature_report = {"use": self.feature_report.get("use", False)}
+            inner = copy.copy(self)  # the same settings and feature decision, fitted on the other tasks
+            inner.meta = sub
             cands = [meta.space.decode(x) for x in meta.X[t]]
             vals, span = meta.y[t], np.ptp(meta.y[t])
             n = min(budget, len(vals))
             for choice in MODEL_FROM_CHOICES:
-                inner.model_report = {"model_from": choice}
                 session = inner._session(meta.space, meta.task_feature_series(t), cands, seed=t, model_from=choice)
                 best, regrets = -np.inf, []
                 for _ in range(n):
@@ -348,9 +346,7 @@ class AdaptivePortfolioStrategy(Strategy):
         with_, without = [], []
         for t in range(meta.n_tasks):
             others = np.delete(np.arange(meta.n_tasks), t)
-            dist = np.sqrt(((F[others] - F[t]) ** 2).sum(1))
-            w = np.exp(-(dist - dist.min()) / max(np.median(dist) - dist.min(), 1e-6))
-            w[np.argsort(dist)[self.k_features:]] = 0.0  # as MetaData.feature_weights
+            w = distance_weights(np.sqrt(((F[others] - F[t]) ** 2).sum(1)), self.k_features)
             for weights, out in ((w, with_), (None, without)):
                 order = greedy_portfolio(meta.Y[others], picks, weights)
                 out.append(float(np.mean(1.0 - np.maximum.accumulate(meta.Y[t, order]))))
