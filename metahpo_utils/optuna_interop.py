@@ -33,6 +33,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .errors import MetahpoError
 from .metadataset import MetaDatasetStore, MetaTables, load_exported
+from .optuna_parallel import CLAIM_WAIT_S, claim_configuration, key_of, published_config
 from .space import SearchSpace, infer_space
 from .strategies.base import Session, Strategy
 from .strategies.optuna_adapters import optuna_quiet
@@ -45,6 +46,11 @@ class OptunaInteropError(MetahpoError, ValueError):
 #: Relative tolerance (of a parameter's range) within which a value counts as inside its bounds.
 _BOUND_TOL = 1e-9
 _FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+#: Times the session is asked again for a trial (plus one per running trial) before a seeded random
+#: configuration is drawn instead.
+_MAX_ASKS = 20
+#: Random draws tried for an untried configuration (a small finite space may have none left).
+_MAX_DRAWS = 1000
 
 
 # ---------------------------------------------------------------- the sampler
@@ -57,6 +63,33 @@ class MetaLearnedSampler(BaseSampler):
     requested distribution; any other parameter (not in the space, or a proposal outside a
     narrower distribution) comes from ``fallback``. Trials already in the storage (a resumed
     study, other workers, enqueued trials) are told to the session too.
+
+    Parallel workers: run the same script in N processes (or machines) with one study on one shared
+    storage -- ``optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))`` or
+    an RDB URL such as ``sqlite:///study.db`` -- each with its own ``MetaLearnedSampler(strategy,
+    seed=i)``. The sampler never proposes a configuration the study already holds:
+
+    * Finished trials of every worker are told to the session (with their values) before each proposal.
+    * Running trials of other workers are pending: their configurations are taken. When the session
+      proposes one, it is asked again (its next best; the rejected configuration's value reaches it
+      when that trial finishes); after 20 refusals more than there are running trials, a seeded random
+      untried configuration is used.
+      (Constant liar, telling the session a fake value, is not used: many sessions pass observations
+      on to an optimiser that cannot take a value back.)
+    * The proposal is published in the trial's system attribute ``metahpo:proposal`` as soon as the
+      trial starts, before the objective runs, and settled against rival claims
+      (:func:`~metahpo_utils.optuna_parallel.claim_configuration`), so two workers sampling at the same
+      moment do not both keep the same configuration.
+
+    The guarantee: no two trials whose configurations were proposed by MetaLearnedSamplers share a
+    configuration (same :func:`~metahpo_utils.strategies.base.config_key`, the identity sessions use), and
+    none repeats a configuration that was visible in the storage (any state; enqueued trials' fixed
+    parameters) when its trial started. What stays open: a trial whose parameters come from elsewhere
+    (another sampler, parameters the objective sets itself) becomes visible only when its objective calls
+    ``suggest_*``, so a proposal made before that cannot avoid it; parameters drawn by ``fallback`` (a
+    requested distribution narrower than the space, a parameter outside it) are not checked; a worker that
+    dies between its claim and its decision makes rivals wait ``claim_wait_s`` and give that configuration up;
+    a finite space whose configurations are all taken repeats one.
 
     Example::
 
@@ -71,18 +104,22 @@ class MetaLearnedSampler(BaseSampler):
         space: the search space of the strategy's sessions; by default the space it was fitted on.
         task_features: the new task's meta-features (a mapping or Series), for strategies that use them.
         fallback: sampler for parameters the strategy does not answer (``RandomSampler(seed)`` by default).
-        seed: seed of the session and of the default fallback.
+        seed: seed of the session, of the default fallback and of random untried configurations.
+        claim_wait_s: seconds to wait for another worker's unsettled claim on the same configuration.
 
     Attributes:
         stats: ``proposed`` / ``fallback`` parameter counts, ``observed`` trials told to the session,
             ``skipped`` finished trials that could not be told (no usable configuration).
+        dedup: ``asked_again`` (session proposals refused as already in the study), ``random`` (random
+            untried configurations used instead), ``claims_lost`` (claims given up to a worker that
+            claimed the same configuration at the same moment).
 
     Raises:
         OptunaInteropError: no space given and the strategy has none (not fitted).
     """
 
     def __init__(self, strategy: Strategy, space: SearchSpace | None = None, task_features: Any = None,
-                 fallback: BaseSampler | None = None, seed: int = 0):
+                 fallback: BaseSampler | None = None, seed: int = 0, claim_wait_s: float = CLAIM_WAIT_S):
         if space is None:
             meta = getattr(strategy, "meta", None)
             space = getattr(meta, "space", None)
@@ -97,11 +134,14 @@ class MetaLearnedSampler(BaseSampler):
         self.task_features = task_features
         self.seed = seed
         self.fallback = fallback if fallback is not None else RandomSampler(seed=seed)
+        self.claim_wait_s = claim_wait_s
         self.stats: dict[str, int] = {"proposed": 0, "fallback": 0, "observed": 0, "skipped": 0}
+        self.dedup: dict[str, int] = {"asked_again": 0, "random": 0, "claims_lost": 0}
         self._session: Session | None = None
         self._proposals: dict[int, dict[str, Any]] = {}  # trial number -> the strategy's configuration
         self._observed: set[int] = set()  # trial numbers already told to the session
         self._study_name: str | None = None
+        self._keys: dict[int, frozenset[bytes]] = {}  # configuration keys of finished trials, by trial id
         self._lock = threading.Lock()  # study.optimize(n_jobs>1) calls the sampler from threads
 
     @property
@@ -129,16 +169,50 @@ class MetaLearnedSampler(BaseSampler):
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         with self._lock:
             self._check_study(study)
-            sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
-            for t in study.get_trials(deepcopy=False, states=_FINISHED):
-                if t.number not in self._observed:
-                    self._tell(t, t.state, t.value, sign)
             fixed = trial.system_attrs.get("fixed_params", {})
             # An enqueued trial that fixes every hyperparameter would waste a proposal.
             if trial.number not in self._proposals and not all(n in fixed for n in self.space.names):
-                suggested = self.session.suggest(1)
-                self._proposals[trial.number] = dict(suggested[0]) if suggested else {}
+                fixed = {n: v for n, v in fixed.items() if n in self.space.params}
+                config, lost = claim_configuration(
+                    study, trial, self.space, lambda taken, trials: self._untried(study, trial, taken, trials, fixed),
+                    wait_s=self.claim_wait_s, cache=self._keys)
+                self.dedup["claims_lost"] += lost
+                self._proposals[trial.number] = config
+            else:
+                self._sync(study, study.get_trials(deepcopy=False, states=_FINISHED))
         self.fallback.before_trial(study, trial)
+
+    def _sync(self, study: optuna.Study, trials: Sequence[FrozenTrial]) -> None:
+        """Tell the session every finished trial (of any worker) it has not been told."""
+        sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
+        for t in trials:
+            if t.state in _FINISHED and t.number not in self._observed:
+                self._tell(t, t.state, t.value, sign)
+
+    def _untried(self, study: optuna.Study, trial: FrozenTrial, taken: set[bytes], trials: Sequence[FrozenTrial],
+                 fixed: Mapping[str, Any]) -> dict[str, Any]:
+        """The session's next configuration not in ``taken`` (with the trial's fixed parameters), else a
+        seeded random one; a taken one only when no untried one was found. ``trials``: the study as just
+        read (its finished trials are told to the session first, so it moves past them)."""
+        self._sync(study, trials)
+        n_running = sum(t.state == TrialState.RUNNING and t.number != trial.number for t in trials)
+        config: dict[str, Any] = {}
+        for _ in range(_MAX_ASKS + n_running):
+            suggested = self.session.suggest(1)
+            if not suggested:
+                break
+            config = {**suggested[0], **fixed}
+            if key_of(self.space, config) not in taken:
+                return config
+            self.dedup["asked_again"] += 1
+        # Seeded by (seed, trial number, earlier draws), so reruns of a worker draw alike.
+        rng = np.random.default_rng([self.seed, trial.number, self.dedup["random"]])
+        self.dedup["random"] += 1
+        for _ in range(_MAX_DRAWS):
+            config = {**self.space.decode(rng.random(self.space.dim)), **fixed}
+            if key_of(self.space, config) not in taken:
+                return config
+        return config
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
@@ -179,7 +253,8 @@ class MetaLearnedSampler(BaseSampler):
     def _tell(self, trial: FrozenTrial, state: TrialState, value: float | None, sign: float) -> None:
         """Tell the session one finished trial (once); skip it if it has no usable configuration."""
         self._observed.add(trial.number)
-        proposal = self._proposals.get(trial.number)
+        # this worker's proposal, or the one another worker's MetaLearnedSampler published for it
+        proposal = self._proposals.get(trial.number) or published_config(trial)
         config = dict(proposal) if proposal else {}
         config.update({n: v for n, v in trial.params.items() if n in self.space.params})
         if proposal is None and any(n not in config for n in self.space.names):

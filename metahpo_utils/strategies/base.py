@@ -290,6 +290,19 @@ def _row_keys(X: np.ndarray) -> list[bytes]:
     return [r.tobytes() for r in R]
 
 
+def config_key(space: SearchSpace, config: Mapping[str, Any]) -> bytes:
+    """The identity of a configuration: two configurations are the same trial when their keys are equal.
+
+    The key is the configuration encoded to the unit cube and rounded (as sessions use it, so "never
+    twice" means the same thing everywhere in the package).
+
+    Raises:
+        ValueError, TypeError, KeyError: ``config`` is not a configuration of ``space`` (a missing
+            hyperparameter, a categorical value outside its choices).
+    """
+    return _row_keys(space.encode(config)[None, :])[0]
+
+
 def as_candidates(candidates: Any, space: SearchSpace) -> list[dict[str, Any]] | None:
     """Candidates given as a DataFrame or a list of dicts -> list of configuration dicts."""
     if candidates is None:
@@ -351,6 +364,7 @@ class Session:
         self._picked: int | None = None
         self.suggested_indices: list[int] = []  # candidate indices in suggestion order (table mode)
         self._used: set[bytes] = set()  # configurations suggested or observed (continuous mode: never twice)
+        self._observed_keys: set[bytes] = set()  # configurations observed
 
     # ---- public API
     def suggest(self, n: int = 1) -> list[dict[str, Any]]:
@@ -374,8 +388,12 @@ class Session:
         """Whether the configuration an encoded point decodes to was neither suggested nor observed."""
         return self._config_key(self.space.decode(np.asarray(point, dtype=float))) not in self._used
 
+    def was_observed(self, point: np.ndarray) -> bool:
+        """Whether the configuration an encoded point decodes to was observed (told with a value)."""
+        return self._config_key(self.space.decode(np.asarray(point, dtype=float))) in self._observed_keys
+
     def _config_key(self, config: Mapping[str, Any]) -> bytes:
-        return _row_keys(self.space.encode(config)[None, :])[0]
+        return config_key(self.space, config)
 
     def _fresh(self, point: np.ndarray) -> dict[str, Any]:
         """Decode a continuous proposal; a configuration already used is replaced by the nearest new
@@ -396,7 +414,9 @@ class Session:
         self.X_obs.append(x)
         self.y_obs.append(v)
         self.configs_obs.append(dict(config))
-        self._used.add(_row_keys(x[None, :])[0])
+        key = _row_keys(x[None, :])[0]
+        self._used.add(key)
+        self._observed_keys.add(key)
         if self.open is not None:
             hit = np.flatnonzero(np.all(np.isclose(self.cand_X, x, atol=1e-9), axis=1))
             self.open[hit] = False

@@ -19,7 +19,9 @@ TASKSET_FILE = Path(__file__).resolve().parents[1] / "resources" / "taskset" / "
 
 class OrderSession(Session):
     """Plays a precomputed order of encoded points (mapped to open candidates on a table);
-    uniform points once the order is exhausted."""
+    uniform points once the order is exhausted. In a continuous space a point whose configuration
+    was already observed (told from outside: a resumed study, another worker's trial) is skipped
+    rather than played as a near copy."""
 
     def __init__(self, points: np.ndarray, space: SearchSpace, candidates: Any, seed: int):
         super().__init__(space, candidates, seed)
@@ -27,6 +29,8 @@ class OrderSession(Session):
         self.i = 0
 
     def _propose(self) -> np.ndarray:
+        while self.candidates is None and self.i < len(self.points) and self.was_observed(self.points[self.i]):
+            self.i += 1
         if self.i < len(self.points):
             p = self.points[self.i]
             self.i += 1
