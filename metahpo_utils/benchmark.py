@@ -16,6 +16,9 @@ Rules that keep the numbers honest (DESIGN.md): a minimised objective is negated
 column is never one); each run's session seed is a stable hash of (replicate, task); intervals
 bootstrap over tasks after averaging seeds within a task; a setting chosen for a strategy is chosen
 on meta-train tasks only (``nested=``, :func:`select_settings`) or fixed in advance.
+
+Scale: :func:`run_benchmark` splits the work into (fold, strategy) units (:func:`replay_unit`: fit once,
+replay every seed) that run in-process or on Dask workers (``workers=``, ``scheduler=``) with identical results.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NoReturn, Sequence
 
 import numpy as np
 import pandas as pd
@@ -39,7 +42,7 @@ REPORT_AT = (1, 5, 10, 25, 50)
 # the table side lives in benchmark_data; its public names stay importable from here
 __all__ = ["BenchmarkData", "BenchmarkError", "BenchmarkResult", "prepare", "split_columns", "folds", "run_seed",
            "drive", "replay", "regret_curve", "expected_random_regret", "equivalent_random_trials", "task_bootstrap",
-           "check_strategies", "select_settings", "run_benchmark", "merge_results", "per_task_curves",
+           "check_strategies", "select_settings", "run_benchmark", "replay_unit", "merge_results", "per_task_curves",
            "expected_random_curve", "summarize", "summary_table_markdown", "write_outputs", "write_results", "suggest_overhead",
            "REPORT_AT", "RESULT_COLUMNS"]
 
@@ -252,8 +255,15 @@ def run_benchmark(data: BenchmarkData, strategies: Sequence[str], budget: int, s
                   splits: pd.Series | None = None, progress: bool = True,
                   strategy_kwargs: dict[str, dict[str, Any]] | None = None,
                   log: Callable[[str], None] | None = None, reuse: pd.DataFrame | None = None,
-                  nested: Mapping[str, Mapping[str, Sequence[Any]] | None] | None = None) -> BenchmarkResult:
+                  nested: Mapping[str, Mapping[str, Sequence[Any]] | None] | None = None,
+                  workers: int = 1, scheduler: str | None = None) -> BenchmarkResult:
     """Run the protocol over product(strategies, folds' held-out tasks, seeds).
+
+    The work is split into one unit per (fold, strategy): choose its settings (``nested``), fit it on the
+    fold's meta-train tasks, replay every seed on every held-out task (:func:`replay_unit`). Units run
+    in-process, or on Dask workers, longest first; either way the results are identical (a unit's draws
+    depend only on its fold, strategy and seeds, and it runs with one torch and one BLAS thread), and rows come
+    back in the order of folds, strategies, held-out tasks and seeds.
 
     Args:
         data: from :func:`prepare`.
@@ -269,42 +279,59 @@ def run_benchmark(data: BenchmarkData, strategies: Sequence[str], budget: int, s
         nested: strategy -> settings grid (``None``: the strategy's ``SETTINGS_GRID``). In each
             outer fold those settings are chosen by :func:`select_settings` on that fold's
             meta-train tasks alone (nested cross-validation); the choices go into the summary.
+        workers: >1 runs the (fold, strategy) units on a Dask ``LocalCluster`` of that many worker processes.
+        scheduler: address of an existing Dask scheduler (overrides ``workers``).
     """
     from tqdm.auto import tqdm
+
+    from .collection import connect_scheduler, run_jobs
 
     check_strategies(strategies)
     if budget < 1 or seeds < 1:
         raise BenchmarkError("budget= and seeds= must be at least 1")
+    if workers < 1:
+        raise BenchmarkError(f"workers= must be at least 1 (got {workers})")
     nested = dict(nested or {})
     if nested:
         check_strategies(list(nested), "nested")
+        for name, grid in nested.items():
+            _settings_grid(name, grid)  # a strategy without a grid fails here, before any work
     fold_list = folds(data.tasks, holdout, splits=splits)
     kw = strategy_kwargs or {}
-    rows, times = [], {s: [] for s in strategies}
+    pairs = [(f, name) for f in range(len(fold_list)) for name in strategies]  # the order of the rows
+    units = [{"index": i, "fold": f, "folds": len(fold_list), "name": name, "train": list(fold_list[f][0]),
+              "held": list(fold_list[f][1]), "settings": dict(kw.get(name, {})), "nested": name in nested,
+              "grid": nested.get(name), "budget": budget, "seeds": seeds} for i, (f, name) in enumerate(pairs)]
+    client = connect_scheduler(scheduler) if scheduler is not None else None
+    distributed = client is not None or workers > 1
+    if distributed:  # longest first, so that no long unit starts last; the order never changes a result
+        units = sorted(units, key=lambda u: -_unit_cost(u))
+        if log:
+            log(f"benchmark: {len(units)} (fold, strategy) units on "
+                + (f"the Dask scheduler at {scheduler}" if client is not None else f"{workers} Dask workers"))
+    done: dict[int, dict[str, Any]] = {}
+    bar = tqdm(total=len(strategies) * sum(len(h) for _, h in fold_list) * seeds, desc="benchmark", unit="run",
+               disable=not progress)
+    try:
+        for res in run_jobs(units, workers, client, fn=replay_unit, shared=data, on_error=_unit_failed):
+            done[res["index"]] = res
+            bar.update(res["runs"])
+            sel = res["selection"]
+            if sel is not None and log:
+                held = sel["held_out"]
+                log(f"{res['name']}: settings {sel['settings']} chosen on the {res['train']} meta-train tasks of the "
+                    f"fold holding out {held[0] if len(held) == 1 else f'{len(held)} tasks'}")
+    finally:
+        bar.close()
+        if client is not None:
+            client.close()
+    ordered = [done[i] for i in range(len(done))]  # folds, then strategies: the order of a 1-process run
+    res = pd.DataFrame([row for u in ordered for row in u["rows"]], columns=RESULT_COLUMNS)
+    times = {s: [t for u in ordered if u["name"] == s for t in u["times"]] for s in strategies}
     selected: dict[str, list[dict[str, Any]]] = {}
-    total = len(strategies) * sum(len(h) for _, h in fold_list) * seeds
-    bar = tqdm(total=total, desc="benchmark", unit="run", disable=not progress)
-    for train, held in fold_list:
-        for name in strategies:
-            settings = dict(kw.get(name, {}))
-            if name in nested:
-                choice, scores = select_settings(name, data, train, budget, nested[name], base=settings)
-                settings.update(choice)
-                selected.setdefault(name, []).append({"held_out": list(held), "settings": choice,
-                                                      "inner_scores": scores.to_dict("records")})
-                if log:
-                    log(f"{name}: settings {choice} chosen on the {len(train)} meta-train tasks of the fold "
-                        f"holding out {held[0] if len(held) == 1 else f'{len(held)} tasks'}")
-            strat = make_strategy(name, **settings)
-            _fit(strat, name, data, train)
-            for task in held:
-                for seed in range(seeds):
-                    reg, bsf = regret_curve(strat, data, task, budget, run_seed(seed, task), times[name])
-                    shown = bsf if data.maximize else -bsf  # best so far in the table's own units
-                    rows += [(name, task, seed, k + 1, shown[k], reg[k]) for k in range(len(reg))]
-                    bar.update(1)
-    bar.close()
-    res = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    for u in ordered:
+        if u["selection"] is not None:
+            selected.setdefault(u["name"], []).append(u["selection"])
     names = list(strategies)
     if reuse is not None:
         res, names = merge_results(res, reuse, names)
@@ -313,6 +340,69 @@ def run_benchmark(data: BenchmarkData, strategies: Sequence[str], budget: int, s
                                 "settings": {n: kw[n] for n in names if n in kw},
                                 "nested": {n: sel for n, sel in selected.items()}})
     return BenchmarkResult(res, summary, {k: float(np.median(v)) for k, v in times.items() if v})
+
+
+def replay_unit(unit: dict[str, Any], data: BenchmarkData) -> dict[str, Any]:
+    """One (fold, strategy) unit of :func:`run_benchmark`, in-process or on a Dask worker: choose the settings
+    (when nested), fit once on the fold's meta-train tasks, then replay every seed on every held-out task.
+
+    Every draw depends only on the unit (fold, strategy) and the seed: strategies seed themselves, session seeds
+    come from :func:`run_seed`, and torch and BLAS run on one thread, so the numbers are the same in every
+    process. Returns the result rows (columns :data:`RESULT_COLUMNS`), each run's median ``suggest`` seconds and
+    the nested selection (or ``None``)."""
+    from threadpoolctl import threadpool_limits
+
+    from .training import SMALL_MODEL_THREADS, torch_threads
+
+    name, train, held, budget = unit["name"], unit["train"], unit["held"], unit["budget"]
+    settings, selection = dict(unit["settings"]), None
+    rows: list[tuple[Any, ...]] = []
+    times: list[float] = []
+    with torch_threads(SMALL_MODEL_THREADS), threadpool_limits(1):
+        if unit["nested"]:
+            choice, scores = select_settings(name, data, train, budget, unit["grid"], base=settings)
+            settings.update(choice)
+            selection = {"held_out": list(held), "settings": choice, "inner_scores": scores.to_dict("records")}
+        strat = make_strategy(name, **settings)
+        _fit(strat, name, data, train)
+        for task in held:
+            for seed in range(unit["seeds"]):
+                reg, bsf = regret_curve(strat, data, task, budget, run_seed(seed, task), times)
+                shown = bsf if data.maximize else -bsf  # best so far in the table's own units
+                rows += [(name, task, seed, k + 1, shown[k], reg[k]) for k in range(len(reg))]
+    return {"index": unit["index"], "name": name, "train": len(train), "rows": rows, "times": times,
+            "selection": selection, "runs": len(held) * unit["seeds"]}
+
+
+def _unit_failed(unit: dict[str, Any], err: BaseException) -> NoReturn:
+    """A unit that raised, or whose Dask worker died: one error naming its (fold, strategy)."""
+    held = unit["held"]
+    where = (f"strategy '{unit['name']}' on fold {unit['fold'] + 1} of {unit['folds']} (held out: "
+             f"{', '.join(held[:3])}{', ...' if len(held) > 3 else ''})")
+    text = str(err) if isinstance(err, BenchmarkError) else f"{type(err).__name__}: {err}"
+    raise BenchmarkError(f"{where} failed: {text}") from err
+
+
+#: Rough seconds of one fit (on 36 meta-train tasks) and of one replayed trial, per strategy, measured on the
+#: default digits meta-dataset (64 configurations a task, one thread); others count as cheap. Only the order in
+#: which Dask workers start the (fold, strategy) units depends on these, never a result.
+_COST_HINT: dict[str, tuple[float, float]] = {
+    "adaptive-portfolio": (6.8, 0.004), "mtl": (2.5, 0.001), "transfer": (2.3, 0.019), "knn": (0.02, 0.011),
+    "taskset": (0.0, 0.003), "tpe": (0.0, 0.0035), "cmaes": (0.0, 0.0016), "ws-cmaes": (0.02, 0.0033),
+    "st-zeroshot": (0.3, 0.0027), "st-boundingbox": (0.02, 0.0017), "st-quantile": (0.02, 0.13)}
+
+
+def _unit_cost(unit: dict[str, Any]) -> float:
+    """Estimated seconds of a unit: its fit and replays, and for nested selection every inner fit and replay."""
+    fit, trial = _COST_HINT.get(unit["name"], (0.01, 0.0005))
+    n_train = len(unit["train"])
+    fit *= n_train / 36  # fits grow with the meta-train tasks
+    cost = fit + trial * unit["budget"] * len(unit["held"]) * unit["seeds"]
+    if unit["nested"]:
+        grid = unit["grid"] if unit["grid"] is not None else getattr(STRATEGIES[unit["name"]], "SETTINGS_GRID", {})
+        n_settings = int(np.prod([len(v) for v in grid.values()])) if grid else 1
+        cost += n_settings * n_train * (fit + trial * unit["budget"])  # inner leave-one-task-out
+    return cost
 
 
 RESULT_COLUMNS = ["strategy", "task", "seed", "trial", "best_so_far", "normalized_regret"]

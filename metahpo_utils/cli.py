@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "rows (the strategies given here are re-run) and rank over all")
     p.add_argument("--nested", default=None, help="comma-separated strategies whose settings are chosen in every fold by "
                    "inner leave-one-task-out cross-validation on that fold's meta-train tasks (their SETTINGS_GRID)")
+    p.add_argument("--workers", type=_positive, default=1, help="Dask LocalCluster worker processes (1 = in-process); "
+                   "(fold, strategy) units run in parallel, with results identical to one process")
+    p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler, e.g. tcp://host:8786")
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("crossdomain", help="transfer across domains: one strategy fitted on the target domain, the "
@@ -168,9 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subset-seed", type=int, default=0)
 
     p = sub.add_parser("perf", help="performance figures measured in one run: trainers, collection, replay, suggest()")
-    p.add_argument("--only", default="trainers,collect,replay,suggest",
+    p.add_argument("--only", default="trainers,collect,replay,suggest,benchmark",
                    help="comma-separated sections: trainers (population vs sequential, GFLOP/s), collect (Dask "
-                        "speed-up, peak memory), replay (runs/s), suggest (median suggest() time)")
+                        "speed-up, peak memory), replay (runs/s), suggest (median suggest() time), benchmark "
+                        "(replay benchmark's Dask speed-up, 2 workers over 1)")
     p.add_argument("--table", default=None, help="suggest: tidy table (default: HPOBench MLP subset if installed, else the default digits meta-dataset)")
     p.add_argument("--strategies", default=None, help="suggest: comma-separated (default: all)")
     p.add_argument("--observations", type=_positive, default=100, help="suggest: observations before timing")
@@ -382,7 +386,8 @@ def _cmd_benchmark(a: argparse.Namespace) -> int:
         except (OSError, ValueError) as err:
             raise CliError(f"--reuse {a.reuse}: cannot read ({err})") from None
     result = run_benchmark(data, names, a.budget, a.seeds, a.holdout, splits=splits, progress=not a.no_progress,
-                           reuse=reuse, nested={n: None for n in nested}, log=print)
+                           reuse=reuse, nested={n: None for n in nested}, log=print, workers=a.workers,
+                           scheduler=a.scheduler)
     paths = write_outputs(result, a.out)
     summary = result.summary
     keys = list(summary["strategies"][names[0]]["regret"])
@@ -456,7 +461,7 @@ def _cmd_hpobench(a: argparse.Namespace) -> int:
     return 0
 
 
-PERF_SECTIONS = ("trainers", "collect", "replay", "suggest")
+PERF_SECTIONS = ("trainers", "collect", "replay", "suggest", "benchmark")
 
 
 def _cmd_perf(a: argparse.Namespace) -> int:
@@ -503,6 +508,15 @@ def _cmd_perf(a: argparse.Namespace) -> int:
         out["replay_runs_per_s"] = rr
         print(f"replay benchmark ({perf.REPLAY['budget']}-trial runs/s, default digits meta-dataset): "
               + ", ".join(f"{k} {v:.1f}" for k, v in rr.items()))
+    if "benchmark" in only:
+        bd = perf.benchmark_dask_speedup()
+        out["benchmark_dask"] = bd
+        out["benchmark_dask_speedup"] = bd["speedup"]
+        b, k = perf.BENCHMARK_DASK, bd["workers"]
+        print(f"benchmark on Dask (default digits meta-dataset, {','.join(b['strategies'])}, {b['holdout']}, budget "
+              f"{b['budget']}, {b['seeds']} seeds: {bd['runs']} runs): 1 process {bd['workers_1_s']:.1f} s, {k} Dask "
+              f"workers {bd[f'workers_{k}_s']:.1f} s (cluster start included) -> x{bd['speedup']:.2f}; "
+              f"identical results: {bd['identical']}; the 1-process run got {bd['workers_1_cpu_share']:.0%} of a core")
     if "suggest" in only:
         res, source = _suggest_times(a)
         out["suggest_median_ms"] = {k: v * 1000 for k, v in res.items()}

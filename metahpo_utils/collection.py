@@ -315,17 +315,27 @@ MALLOC_THRESHOLD = 256 * 2**20
 
 
 def run_jobs(jobs: list[dict[str, Any]], workers: int, client: Any = None, fn: Callable[..., dict[str, Any]] = evaluate_job,
-              shared: Any = None) -> Iterator[dict[str, Any]]:
+              shared: Any = None, on_error: Callable[[dict[str, Any], BaseException], Any] | None = None
+              ) -> Iterator[dict[str, Any]]:
     """Yield ``fn(job)`` (or ``fn(job, shared)`` when ``shared`` is given: data every job reads, sent to each
     worker once) in completion order: in-process, on a new ``LocalCluster`` of ``workers`` processes, or on
-    ``client``'s cluster. Only the driver (the caller) writes the store. A job whose worker dies is answered by
-    :func:`_job_failed` (collection jobs) or raises (other functions)."""
+    ``client``'s cluster; jobs start in list order. Only the driver (the caller) writes the store. A job whose
+    worker dies is answered by :func:`_job_failed` (collection jobs) or raises (other functions). With
+    ``on_error``, a job that raises (in-process too) or whose worker dies is answered by ``on_error(job, err)``,
+    which may instead raise an error that names the job."""
     if not jobs:
         return
     args = () if shared is None else (shared,)
     if client is None and workers <= 1:
         for job in jobs:
-            yield fn(job, *args)
+            if on_error is None:
+                yield fn(job, *args)
+                continue
+            try:
+                res = fn(job, *args)
+            except Exception as err:
+                res = on_error(job, err)
+            yield res
         return
     from distributed import Client, LocalCluster, as_completed
 
@@ -336,8 +346,11 @@ def run_jobs(jobs: list[dict[str, Any]], workers: int, client: Any = None, fn: C
         # Dask's default MALLOC_TRIM_THRESHOLD_ (64 KiB) also switches off glibc's adaptive mmap
         # threshold: every tensor over 128 KiB is then mapped and unmapped afresh, and training spends
         # more time in page faults than in arithmetic. Keep freed memory in the heap instead.
+        # A worker holds one job at a time (saturation 1): when a job kills its worker, no other job was waiting
+        # there, so only that job is counted as suspicious and ends in KilledWorker.
         with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": str(MALLOC_THRESHOLD),
-                              "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": str(MALLOC_THRESHOLD)}):
+                              "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": str(MALLOC_THRESHOLD),
+                              "distributed.scheduler.worker-saturation": 1.0}):
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                    dashboard_address=None, silence_logs=logging.ERROR)
         client = own = Client(cluster)
@@ -346,7 +359,9 @@ def run_jobs(jobs: list[dict[str, Any]], workers: int, client: Any = None, fn: C
         n_workers = len(client.scheduler_info().get("workers", {})) or workers
         window = max(4, 4 * n_workers)
         if shared is not None:
-            args = (client.scatter(shared, broadcast=True),)
+            # a task rather than scattered data: when a worker dies the scheduler computes it again elsewhere, so
+            # only the job that killed the worker fails (KilledWorker), never the jobs that merely read it
+            args = (client.submit(_identity, shared, pure=False),)
         it = iter(jobs)
         pending = {client.submit(fn, j, *args, pure=False): j for j in _take(it, window)}
         ac = as_completed(list(pending))
@@ -355,9 +370,12 @@ def run_jobs(jobs: list[dict[str, Any]], workers: int, client: Any = None, fn: C
             try:
                 res = fut.result()
             except Exception as err:  # a worker died: record the trial(s) as failed, go on
-                if fn is not evaluate_job:
+                if on_error is not None:
+                    res = on_error(job, err)
+                elif fn is evaluate_job:
+                    res = {"kind": job["kind"], "task": job["task"], **_job_failed(job, err)}
+                else:
                     raise
-                res = {"kind": job["kind"], "task": job["task"], **_job_failed(job, err)}
             fut.release()
             yield res
             for j in _take(it, 1):
@@ -369,6 +387,10 @@ def run_jobs(jobs: list[dict[str, Any]], workers: int, client: Any = None, fn: C
             own.close()
         if cluster is not None:
             cluster.close()
+
+
+def _identity(x: Any) -> Any:
+    return x
 
 
 def _take(it: Iterator[Any], n: int) -> list[Any]:

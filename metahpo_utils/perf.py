@@ -140,6 +140,36 @@ def replay_throughput() -> dict[str, float]:
     return out
 
 
+#: The replay benchmark whose Dask speed-up ``perf`` measures, on the default digits meta-dataset (48 tasks).
+BENCHMARK_DASK: dict[str, Any] = {"strategies": ("random", "portfolio", "adaptive-portfolio", "knn", "mtl", "tpe"),
+                                  "budget": 20, "seeds": 2, "holdout": "kfold:4", "workers": 2}
+
+
+def benchmark_dask_speedup() -> dict[str, Any]:
+    """Wall seconds of the replay benchmark of :data:`BENCHMARK_DASK` in one process and on a Dask
+    ``LocalCluster`` of ``workers`` processes (its start included: what a user waits for), the speed-up,
+    whether both gave identical results (rows and the summary's regret and rank), and the share of a core the
+    1-process run got (CPU over wall seconds: well below 1 means other jobs shared the machine)."""
+    from .benchmark import prepare, run_benchmark
+    from .metadataset import default_metadataset
+
+    b = BENCHMARK_DASK
+    m = default_metadataset("digits")
+    data = prepare(m.trials, space=m.space, task_features=m.tasks.set_index("task") if "task" in m.tasks else m.tasks)
+    kw = {"strategies": list(b["strategies"]), "budget": b["budget"], "seeds": b["seeds"], "holdout": b["holdout"],
+          "progress": False}
+    cpu = time.process_time()
+    one, t1 = _timed(lambda: run_benchmark(data, **kw))
+    cpu = time.process_time() - cpu  # below the wall time when other jobs share the cores
+    two, t2 = _timed(lambda: run_benchmark(data, workers=b["workers"], **kw))
+    same = one.results.equals(two.results) and all(
+        one.summary["strategies"][s][k] == two.summary["strategies"][s][k]
+        for s in kw["strategies"] for k in ("regret", "rank"))
+    return {"workers_1_s": t1, f"workers_{b['workers']}_s": t2, "speedup": t1 / t2, "identical": bool(same),
+            "workers": b["workers"], "runs": len(one.results.groupby(["strategy", "task", "seed"])),
+            "workers_1_cpu_share": cpu / t1}
+
+
 _COLLECT_CHILD = """
 import json, resource, sys, tempfile, time
 from pathlib import Path

@@ -80,7 +80,7 @@ def main_job(out: str | Path = "runs", figures: str | Path = "figures", workers:
     prov = tables.provenance.assign(task=tables.provenance["task"].astype(str)).set_index("task")["split"]
     test_tasks = sorted(prov.index[prov == "meta-test"])
     bench_dir = out / f"bench_{r['suite']}"
-    summary = _benchmark_step(tables, prov, test_tasks, bench_dir, log)
+    summary = _benchmark_step(tables, prov, test_tasks, bench_dir, log, workers)
     times["benchmark_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -97,8 +97,9 @@ def main_job(out: str | Path = "runs", figures: str | Path = "figures", workers:
 
 
 def _benchmark_step(tables: Any, prov: pd.Series, test_tasks: list[str], bench_dir: Path,
-                    log: Callable[[str], None]) -> dict[str, Any]:
-    """The replay benchmark of :data:`BENCHMARK` on the meta-test tasks (or an identical earlier run's summary).
+                    log: Callable[[str], None], workers: int = 1) -> dict[str, Any]:
+    """The replay benchmark of :data:`BENCHMARK` on the meta-test tasks (or an identical earlier run's summary),
+    its (fold, strategy) units on ``workers`` Dask worker processes (the same numbers as one process).
     Its budget is :data:`BENCHMARK`'s, or every configuration of a table with fewer (a replay cannot try more)."""
     from .benchmark import prepare, run_benchmark, write_outputs
 
@@ -111,7 +112,7 @@ def _benchmark_step(tables: Any, prov: pd.Series, test_tasks: list[str], bench_d
         f"budget {budget}")
     data = prepare(tables.trials, space=tables.space, task_features=tables.tasks.set_index("task"), budget=budget)
     res = run_benchmark(data, b["strategies"], budget, b["seeds"], b["holdout"], splits=prov,
-                        nested={n: None for n in b["nested"]}, log=log)
+                        nested={n: None for n in b["nested"]}, log=log, workers=workers)
     write_outputs(res, bench_dir)
     return res.summary
 
@@ -216,7 +217,7 @@ def _domain_job(j: dict[str, Any], out: Path, workers: int, collect_again: bool,
     prov = tables.provenance.assign(task=tables.provenance["task"].astype(str)).set_index("task")["split"]
     test_tasks = sorted(prov.index[prov == "meta-test"])
     t0 = time.perf_counter()
-    summary = _benchmark_step(tables, prov, test_tasks, out / f"bench_{j['suite']}", log)
+    summary = _benchmark_step(tables, prov, test_tasks, out / f"bench_{j['suite']}", log, workers)
     times["benchmark_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     tuned = _tuning_step(tables, test_tasks, out / f"tune_{j['suite']}", j["tuning"], log, workers)

@@ -42,3 +42,15 @@ def test_flop_count_matches_layer_shapes():
     per_example = 2 * (d * W + W * W + W * C) * len(configs)
     n = 3 * len(task.y_train) * epochs + len(task.y_val) * epochs + len(task.y_test)
     assert perf.mlp_flops(task, configs, epochs) == pytest.approx(per_example * n)
+
+
+@pytest.mark.slow
+def test_perf_reports_the_benchmark_dask_speedup(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(perf, "BENCHMARK_DASK", {"strategies": ("random", "portfolio"), "budget": 3, "seeds": 1,
+                                                 "holdout": "kfold:2", "workers": 2})
+    out = tmp_path / "perf.json"
+    assert main(["perf", "--only", "benchmark", "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["benchmark_dask_speedup"] > 0 and got["benchmark_dask"]["identical"] is True
+    assert got["benchmark_dask"]["runs"] == 2 * 48  # every default digits task held out once, per strategy
+    assert "2 Dask workers" in capsys.readouterr().out
