@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "below the best so far")
     p.add_argument("--eta", type=_positive, default=None,
                    help="halving rate (rungs) of --multi-fidelity (default: 3 for sh, the stop rule's for model)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--workers", type=_positive, default=1, help="comparisons: Dask LocalCluster worker processes, "
                    "one (strategy, task, seed) run each at a time (the same values as 1 process; timings differ)")
     p.add_argument("--scheduler", default=None, help="comparisons: address of an existing Dask scheduler")

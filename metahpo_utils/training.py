@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data.tasks import Task
+from .errors import MetahpoError
 from .models import Classifier, MultiTaskModel, build_model, freeze_blocks
 
 #: A batch loss above this (or non-finite) marks the run as diverged.
@@ -76,11 +77,31 @@ def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
 SMALL_MODEL_THREADS = 1
 
 
+class DeviceError(MetahpoError, ValueError):
+    """A training device that does not exist here or is not a device at all."""
+
+
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None``/``"auto"``: CUDA when available, else CPU."""
+    """The training device: ``None``/``"auto"`` is CUDA when available, else CPU; ``"cpu"``, ``"cuda"``
+    and ``"cuda:N"`` are taken as they are.
+
+    Raises:
+        DeviceError: not a device name, or CUDA (that GPU) asked for where there is none.
+    """
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N' (got {device!r})") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise DeviceError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N' (got {device!r})")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {device!r}: CUDA is not available on this machine (use 'auto' or 'cpu')")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return dev
 
 
 def make_optimizer(params: Any, config: Mapping[str, Any]) -> torch.optim.Optimizer:

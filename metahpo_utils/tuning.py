@@ -290,7 +290,7 @@ class TuneResult:
 
 def tune(task_or_data: Any, strategy: str | Strategy = "adaptive-portfolio", budget_trials: int | None = None,
          budget_seconds: float | None = None, meta: Any = None, epochs: int | None = None, seed: int = 0,
-         family: str | None = None, device: str | None = "cpu", multi_fidelity: str | None = None,
+         family: str | None = None, device: str | None = "auto", multi_fidelity: str | None = None,
          eta: int | None = None, min_epochs: int | None = None, use_metafeatures: bool = True, root: str | os.PathLike | None = None,
          callback: Callable[[dict[str, Any]], None] | None = None, session_seed: int | None = None,
          curve_model: CurveModel | None = None, stop_rule: StopRule | None = None, **task_kwargs: Any) -> TuneResult:
@@ -307,7 +307,7 @@ def tune(task_or_data: Any, strategy: str | Strategy = "adaptive-portfolio", bud
         epochs: training epochs of a full trial (default: the meta-dataset's).
         seed: seed of the strategy and of every training (same initialisation for every configuration).
         family: model family (default: the meta-dataset's).
-        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        device: ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         multi_fidelity: ``None`` (every configuration trained ``epochs``), ``"sh"`` (successive
             halving, rungs ``epochs / eta**k`` down to ``min_epochs``; configurations resume, not restart) or
             ``"model"`` (each configuration trains rung by rung; at each rung the curve model predicts its final
@@ -553,7 +553,7 @@ SUMMARY_TRIALS = (1, 3, 5, 10, 20, 30, 50)
 
 def compare_tuning(tasks: Sequence[Any], strategies: Sequence[str] = ("adaptive-portfolio", "random", "tpe"),
                    seeds: Sequence[int] = (0, 1, 2), budget_trials: int = 20, meta: Any = None,
-                   epochs: int | None = None, device: str | None = "cpu", progress: bool = False,
+                   epochs: int | None = None, device: str | None = "auto", progress: bool = False,
                    workers: int = 1, scheduler: str | None = None) -> pd.DataFrame:
     """Tune every task with every strategy and seed for real, with the same trial budget.
 
