@@ -171,10 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subset-seed", type=int, default=0)
 
     p = sub.add_parser("perf", help="performance figures measured in one run: trainers, collection, replay, suggest()")
-    p.add_argument("--only", default="trainers,collect,replay,suggest,benchmark",
+    p.add_argument("--only", default="trainers,collect,replay,suggest,benchmark,load",
                    help="comma-separated sections: trainers (population vs sequential, GFLOP/s), collect (Dask "
                         "speed-up, peak memory), replay (runs/s), suggest (median suggest() time), benchmark "
-                        "(replay benchmark's Dask speed-up, 2 workers over 1)")
+                        "(replay benchmark's Dask speed-up, 2 workers over 1), load (slowdown of tune and collect "
+                        "while another process keeps one core busy)")
     p.add_argument("--table", default=None, help="suggest: tidy table (default: HPOBench MLP subset if installed, else the default digits meta-dataset)")
     p.add_argument("--strategies", default=None, help="suggest: comma-separated (default: all)")
     p.add_argument("--observations", type=_positive, default=100, help="suggest: observations before timing")
@@ -461,7 +462,7 @@ def _cmd_hpobench(a: argparse.Namespace) -> int:
     return 0
 
 
-PERF_SECTIONS = ("trainers", "collect", "replay", "suggest", "benchmark")
+PERF_SECTIONS = ("trainers", "collect", "replay", "suggest", "benchmark", "load")
 
 
 def _cmd_perf(a: argparse.Namespace) -> int:
@@ -517,6 +518,17 @@ def _cmd_perf(a: argparse.Namespace) -> int:
               f"{b['budget']}, {b['seeds']} seeds: {bd['runs']} runs): 1 process {bd['workers_1_s']:.1f} s, {k} Dask "
               f"workers {bd[f'workers_{k}_s']:.1f} s (cluster start included) -> x{bd['speedup']:.2f}; "
               f"identical results: {bd['identical']}; the 1-process run got {bd['workers_1_cpu_share']:.0%} of a core")
+    if "load" in only:
+        ld = perf.under_load()
+        out["under_load"] = ld
+        out["load_slowdown"] = ld["slowdown"]
+        t, c = perf.LOAD["tune"], perf.LOAD["collect"]
+        print(f"under load (another process keeps one of {ld['cores']} cores busy; best of {perf.LOAD['repeats']} runs each): "
+              f"tune ({t['task']}, {t['strategy']}, {t['budget_trials']} trials x {t['epochs']} epochs) "
+              f"{ld['idle_s']['tune']:.1f} s idle, {ld['loaded_s']['tune']:.1f} s loaded -> x{ld['slowdown']['tune']:.2f}; "
+              f"collect (digits, {c['n_tasks']} tasks x {c['n_configs']} configs x {c['epochs']} epochs, 1 process) "
+              f"{ld['idle_s']['collect']:.1f} s idle, {ld['loaded_s']['collect']:.1f} s loaded -> "
+              f"x{ld['slowdown']['collect']:.2f}")
     if "suggest" in only:
         res, source = _suggest_times(a)
         out["suggest_median_ms"] = {k: v * 1000 for k, v in res.items()}

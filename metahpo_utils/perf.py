@@ -198,3 +198,53 @@ def collect_run(workers: int = 1, n_tasks: int | None = None, n_configs: int | N
     out = json.loads(done.stdout.strip().splitlines()[-1])
     out["trials_per_s"] = out["trials"] / out["wall_s"]
     return out
+
+
+_TUNE_CHILD = """
+import json, sys, time
+from metahpo_utils.tuning import tune
+args = json.loads(sys.argv[1])
+t0 = time.perf_counter()
+res = tune(args.pop("task"), **args)
+print(json.dumps({"wall_s": time.perf_counter() - t0, "trials": len(res.history)}))
+"""
+
+#: What ``perf --only load`` runs with and without a competing process: a real tuning run and a small collection.
+LOAD = {"tune": {"task": "digits-005", "strategy": "random", "budget_trials": 8, "epochs": 5, "seed": 0, "device": "cpu"},
+        "collect": {"n_tasks": 4, "n_configs": 16, "epochs": 5}, "repeats": 2}
+
+#: The competing process: another torch job that keeps one core busy (one thread, matrix products).
+_BUSY_CHILD = "import torch\ntorch.set_num_threads(1)\na = torch.randn(384, 384)\nwhile True:\n    a = torch.tanh(a @ a)\n"
+
+
+def tune_run(**kwargs: Any) -> dict[str, float]:
+    """One ``tune`` of :data:`LOAD` in a fresh process (the package imported there too, as a user runs it): its
+    wall seconds and trials."""
+    args = {**LOAD["tune"], **kwargs}
+    done = subprocess.run([sys.executable, "-c", _TUNE_CHILD, json.dumps(args)], check=True, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def under_load(repeats: int | None = None) -> dict[str, Any]:
+    """Slowdown of ``tune`` and of a collection while another process keeps one core busy: the best of
+    ``repeats`` wall times with the competing torch job running, over the best of ``repeats`` without
+    (alternated, so that drift in the machine's load hits both). About 1 on a machine with a core to spare;
+    a loop of small trainings that spawned a thread per core would stall (4-100x)."""
+    repeats = repeats or LOAD["repeats"]
+
+    def best(fn: Callable[[], dict[str, float]]) -> float:
+        return min(fn()["wall_s"] for _ in range(repeats))
+
+    c = LOAD["collect"]
+    runs = {"tune": lambda: tune_run(), "collect": lambda: collect_run(workers=1, **c)}
+    idle = {k: best(f) for k, f in runs.items()}
+    busy = subprocess.Popen([sys.executable, "-c", _BUSY_CHILD])
+    try:
+        time.sleep(1.0)  # let it start
+        loaded = {k: best(f) for k, f in runs.items()}
+    finally:
+        busy.kill()
+        busy.wait()
+    return {"cores": os.cpu_count(), "idle_s": idle, "loaded_s": loaded,
+            "slowdown": {k: loaded[k] / idle[k] for k in runs}}

@@ -54,3 +54,21 @@ def test_perf_reports_the_benchmark_dask_speedup(tmp_path, monkeypatch, capsys):
     assert got["benchmark_dask_speedup"] > 0 and got["benchmark_dask"]["identical"] is True
     assert got["benchmark_dask"]["runs"] == 2 * 48  # every default digits task held out once, per strategy
     assert "2 Dask workers" in capsys.readouterr().out
+
+
+def test_perf_reports_the_slowdown_under_load(tmp_path, monkeypatch, capsys):
+    """Both runs happen with and without the competing process, which is gone afterwards."""
+    import psutil
+
+    monkeypatch.setattr(perf, "LOAD", {"tune": {**perf.LOAD["tune"], "budget_trials": 2, "epochs": 1},
+                                       "collect": {"n_tasks": 3, "n_configs": 2, "epochs": 1}, "repeats": 1})
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    out = tmp_path / "perf.json"
+    assert main(["perf", "--only", "load", "--json", str(out)]) == 0
+    got = json.loads(out.read_text())["under_load"]
+    assert set(got["slowdown"]) == {"tune", "collect"}
+    for k in ("tune", "collect"):
+        assert got["idle_s"][k] > 0 and got["loaded_s"][k] > 0
+        assert got["slowdown"][k] == pytest.approx(got["loaded_s"][k] / got["idle_s"][k])
+    assert {p.pid for p in psutil.Process().children(recursive=True)} <= before  # the busy process was stopped
+    assert "under load" in capsys.readouterr().out
