@@ -17,16 +17,27 @@ Equivalence with :func:`metahpo_utils.training.train_config` (same seed, same da
   and stays zero: a padded unit has no input weights, outputs ReLU(0) = 0 and gets zero gradient);
 - each task's mini-batch order is the sequential trainer's (``randperm`` from ``seed + 1``), drawn
   once per task and epoch for all its members;
-- SGD (momentum, coupled weight decay) and AdamW follow torch's update formulas;
+- SGD (momentum, coupled weight decay) and AdamW apply, per member, the float32 operations of
+  torch's own optimisers: given the same gradient, a member's update is torch's bit for bit;
 - dropout masks are the sequential trainer's own: each member replays, with its own generator,
   the default random stream the sequential trainer would use after building its model;
+- max pooling routes gradients to the first maximum of each window, as torch's pooling;
 - a member whose batch loss is non-finite or above :data:`~metahpo_utils.training.DIVERGENCE_LOSS`
   is stopped at that step (no update, recorded ``diverged``), the rest go on.
 
-What differs is float32 rounding of batched against single matrix products, so validation losses
-agree to about 1e-6 (not bit for bit) and accuracies agree unless a prediction sits on a tie or an
-unstable (high learning rate) run amplifies the rounding. ``cost_s`` of a member is the
-population's wall time divided by its size.
+What differs is float32 rounding of batched against single matrix products and convolutions, so
+validation losses agree to about 1e-6 (not bit for bit) and accuracies agree unless a prediction
+sits on a tie or an unstable (high learning rate) run amplifies the rounding. ``cost_s`` of a
+member is the population's wall time divided by its size.
+
+Where the time goes (one thread; ``python -m metahpo_utils perf --only trainers``): MLPs spend it
+mostly in the batched matrix products and in drawing the members' exact dropout masks (torch's
+Mersenne Twister, one 64-bit number per unit); ConvNets in mkldnn's grouped convolutions. The rest
+is kept small: the optimiser updates contiguous runs of SGD and AdamW members in place
+(:class:`~metahpo_utils.population_ops.PopulationOptimizer`), masks are drawn a block of steps at
+a time (:class:`~metahpo_utils.population_ops.PopulationDropout`), MLP layers write their weight
+gradients straight into one preallocated buffer (:class:`_Linear`), ConvNet activations are
+channels-last with a fused ReLU + max pooling, and evaluation runs in batches of a few MB.
 """
 from __future__ import annotations
 
@@ -44,10 +55,8 @@ from torch import nn
 
 from .data.tasks import Task
 from .models import Classifier, build_model
+from .population_ops import DROPOUT_MASKS, PopulationDropout, PopulationOptimizer, max_pool_relu  # noqa: F401
 from .training import DIVERGENCE_LOSS, TrialResult, majority_accuracy, resolve_device, seeded
-
-ADAM_EPS = 1e-8
-ADAM_BETA2 = 0.999
 
 
 def group_key(config: Mapping[str, Any], family: str) -> tuple[str, int, int]:
@@ -120,30 +129,59 @@ class _Stack(nn.Module):
             self.layout.append((off, tuple(t.shape[1:])))
             off += t[0].numel()
         self.flat = nn.Parameter(torch.cat([t.reshape(self.G, -1) for pair in zip(Ws, bs) for t in pair], 1))
-        # per element, members for which it belongs to a frozen identity layer (None when there are none)
-        fz = torch.zeros(self.G, off, dtype=torch.bool)
-        for li, members in enumerate(self.frozen):
-            for k in (2 * li, 2 * li + 1):
-                o, shape = self.layout[k]
-                fz[:, o:o + int(np.prod(shape))] = members[:, None]
-        self.frozen_elements = fz if bool(fz.any()) else None
+        #: (member, first, end) element ranges of frozen identity layers (a layer's weights and bias
+        #: are adjacent, so a shallower member's padding layers make one range)
+        self.frozen_ranges: list[tuple[int, int, int]] = []
+        for g in range(self.G):
+            for li in range(n_layers):
+                if bool(self.frozen[li][g]):
+                    first = self.layout[2 * li][0]
+                    end = self.layout[2 * li + 1][0] + int(np.prod(self.layout[2 * li + 1][1]))
+                    if self.frozen_ranges and self.frozen_ranges[-1][0] == g and self.frozen_ranges[-1][2] == first:
+                        first = self.frozen_ranges.pop()[1]
+                    self.frozen_ranges.append((g, first, end))
+        # MLPs: each layer's backward writes its weight and bias gradients into this buffer (see _Linear)
+        self.register_buffer("grad_buffer", torch.zeros_like(self.flat) if kind == "mlp" else None, persistent=False)
 
-    def params(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def dropout_widths(self) -> tuple[list[list[int]], list[int]]:
+        """Per dropout layer (each MLP trunk layer; a ConvNet's pooled features): each member's width
+        there (0 where the layer is a member's frozen identity: no dropout, no draw), and the padded width."""
+        if self.kind == "mlp":
+            widths = zip(self.widths[:-1], self.frozen[:-1])
+            return ([[0 if bool(fz[g]) else w[g] for g in range(self.G)] for w, fz in widths],
+                    [max(w) for w in self.widths[:-1]])
+        return [list(self.widths[-1])], [max(self.widths[-1])]
+
+    def params(self, of: torch.Tensor | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Each layer's stacked weights ``(G, out, in, *kernel)`` and biases ``(G, out)``, as views
-        of :attr:`flat` from one split (whose backward writes all gradients in one piece)."""
-        parts = torch.split(self.flat, [int(np.prod(shape)) for _, shape in self.layout], dim=1)
+        of :attr:`flat` (or of ``of``, laid out alike) from one split (whose backward writes all
+        gradients in one piece)."""
+        parts = torch.split(self.flat if of is None else of, [int(np.prod(shape)) for _, shape in self.layout], dim=1)
         views = [t.view(self.G, *shape) for t, (_, shape) in zip(parts, self.layout)]
         return views[0::2], views[1::2]
 
-    def forward(self, x: torch.Tensor, dropout: "_Dropout | None" = None, shared: bool = True,
-                rows: Sequence[int] | None = None, start: int = 0) -> torch.Tensor:
+    def activation_elements(self, input_shape: Sequence[int]) -> int:
+        """Floats in the population's largest activation per example (to size evaluation batches)."""
+        if self.kind == "mlp":
+            return self.G * max(max(w) for w in self.widths)
+        spatial, most = int(np.prod(input_shape[1:])), 0
+        for li, pool in enumerate(self.pools):
+            most = max(most, max(self.widths[li]) * spatial)
+            spatial //= 2 ** (len(input_shape) - 1) if pool else 1
+        return self.G * most
+
+    def gradient(self) -> torch.Tensor:
+        """The ``(G, P)`` gradient of the last backward pass (rows of the members it computed)."""
+        return self.grad_buffer if self.grad_buffer is not None else self.flat.grad
+
+    def forward(self, x: torch.Tensor, dropout: PopulationDropout | None = None, shared: bool = True,
+                start: int = 0) -> torch.Tensor:
         """Logits ``(G, batch, classes_max)``.
 
         Args:
             x: one batch for every member ``(batch, *input)`` (``shared``), or one per member
                 ``(G, batch, *input)``.
-            dropout: the members' dropout (training); ``None`` evaluates without dropout.
-            rows: per member, how many leading rows of its batch are real (for dropout draws).
+            dropout: the members' dropout (training, set to the step); ``None`` evaluates without dropout.
             start: compute only members ``start:`` (a view of the stacked weights; the others'
                 gradients stay zero), for ``(G - start, ...)`` inputs when not shared.
         """
@@ -151,36 +189,38 @@ class _Stack(nn.Module):
         weights, biases = self.params()
         n_trunk = len(weights) - 1
         if self.kind == "mlp":
+            gW, gb = self.params(self.grad_buffer)
             h = x.flatten(1) if shared else x.flatten(2)  # (b, d) or (G, b, d)
+            if shared:  # the one batch, broadcast (stride 0) to every member's product
+                h = h.expand(G, *h.shape)
             for li in range(n_trunk):
-                W, b = weights[li][start:], biases[li][start:]
-                if li == 0 and shared:
-                    h = torch.matmul(h, W.transpose(1, 2)) + b[:, None, :]  # (G, b, out)
-                else:
-                    h = torch.baddbmm(b[:, None, :], h, W.transpose(1, 2))
-                h = torch.relu(h)
+                h = _Linear.apply(h, weights[li][start:], biases[li][start:], gW[li][start:], gb[li][start:])
+                h = torch.relu_(h)  # (G, b, out)
                 if dropout is not None:
-                    h = dropout(h, self.widths[li], skip=self.frozen[li], rows=rows, start=start)
-            if n_trunk == 0 and shared:
-                h = h.unsqueeze(0).expand(G, -1, -1)
+                    h = dropout(h, li, start)
+            return _Linear.apply(h, weights[-1][start:], biases[-1][start:], gW[-1][start:], gb[-1][start:])
         else:
-            conv = F.conv2d if self.kind == "cnn2d" else F.conv1d
-            # (b, C, *spatial) shared, or the members' inputs side by side as channel groups (b, G * C, *spatial)
-            h = x if shared else x.transpose(0, 1).reshape(x.shape[1], G * x.shape[2], *x.shape[3:])
+            # activations (b, G * C, *spatial), the members' channels side by side, laid out channels-last
+            # (channels innermost in memory), where mkldnn's grouped convolutions and the pooling are fastest
+            if shared:
+                h = x
+            else:  # (G, b, C, *spatial) -> (b, *spatial, G, C) in memory
+                spatial = list(range(3, x.dim()))
+                h = x.permute(1, *spatial, 0, 2).reshape(x.shape[1], *x.shape[3:], G * x.shape[2])
+                h = h.permute(0, h.dim() - 1, *range(1, h.dim() - 1))
             for li in range(n_trunk):
                 W, b = weights[li][start:], biases[li][start:]
-                w = W.reshape(G * W.shape[1], *W.shape[2:])
-                # a shared input feeds one ordinary conv with G * out channels; otherwise grouped, one group per member
-                h = conv(h, w, b.reshape(-1), padding=W.shape[-1] // 2, groups=1 if li == 0 and shared else G)
-                h = torch.relu(h)
-                if self.pools[li]:
-                    h = _maxpool2(h)
+                if li == 0 and shared:  # one input for all: im2col and one product with all members' filters
+                    h = _conv_shared(h, W, b)
+                else:  # grouped, one group per member
+                    h = _conv_grouped(h, W, b)
+                h = max_pool_relu(h) if self.pools[li] else torch.relu_(h)
             h = h.mean(tuple(range(2, h.dim())))  # global average pooling
             if n_trunk == 0 and shared:
                 h = h.repeat(1, G)
             h = h.reshape(h.shape[0], G, -1).transpose(0, 1)  # (G, b, C_last)
             if dropout is not None:
-                h = dropout(h, self.widths[-1], rows=rows, start=start)
+                h = dropout(h, 0, start)
         Wh, bh = weights[-1][start:], biases[-1][start:]
         return torch.baddbmm(bh[:, None, :], h, Wh.transpose(1, 2))
 
@@ -198,16 +238,60 @@ class _Stack(nn.Module):
         return model
 
 
-def _maxpool2(h: torch.Tensor) -> torch.Tensor:
-    """``max_pool(h, 2)`` over the trailing 1 or 2 spatial dims, as reshape + max (several times
-    faster than torch's CPU pooling on many channels). Same values; on ties the gradient is split
-    instead of going to the first maximum, which changes nothing here: the inputs are ReLU outputs,
-    so ties are zeros, whose gradient the ReLU discards."""
+class _Linear(torch.autograd.Function):
+    """``h @ W^T + b`` per member (``h (G, n, in)``, ``W (G, out, in)``, ``b (G, out)``).
+
+    The backward pass computes what torch's linear layer computes per member (``g^T h``, ``g``
+    summed over rows, ``g W``) and writes the weight and bias gradients straight into ``gW`` and
+    ``gb``, views of the population's gradient buffer: no per-step gradient tensors, no transposed
+    copies, no concatenation into the ``(G, P)`` gradient.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, gW: torch.Tensor,
+                gb: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(h, W)
+        ctx.grads = gW, gb
+        return torch.baddbmm(b[:, None, :], h, W.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None]:  # type: ignore
+        h, W = ctx.saved_tensors
+        gW, gb = ctx.grads
+        torch.bmm(g.transpose(1, 2), h, out=gW)
+        torch.sum(g, 1, out=gb)
+        return (torch.bmm(g, W) if ctx.needs_input_grad[0] else None), None, None, None, None
+
+
+def _conv_shared(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """All members' first convolution (stride 1, same padding) of one input ``x (n, C, *spatial)``:
+    ``W (G, out, C, *kernel)``, ``b (G, out)``. As im2col and one matrix product with every member's
+    filters (a few input channels make a poor convolution but a cheap product); returns
+    ``(n, G * out, *spatial)`` laid out channels-last."""
+    n, C, *spatial = x.shape
+    k, K = W.shape[-1], math.prod(W.shape[2:])
+    if len(spatial) == 1:  # (n, C, L) -> (n, L, C, k)
+        cols = F.pad(x, (k // 2, k // 2)).unfold(2, k, 1).permute(0, 2, 1, 3)
+    else:  # (n, C * k * k, H * W) -> (n, H * W, C * k * k)
+        cols = F.unfold(x, k, padding=k // 2).transpose(1, 2)
+    cols = cols.reshape(-1, K)  # (n * spatial, C * kernel), ordered as W's (C, *kernel)
+    # filters as a contiguous (K, G * out) matrix: autograd then computes their gradient as cols^T g,
+    # several times faster than the (g^T cols)^T it uses for a transposed view
+    out = torch.addmm(b.reshape(-1), cols, W.reshape(-1, K).t().contiguous())  # (n * spatial, G * out)
+    out = out.view(n, *spatial, -1)
+    return out.permute(0, out.dim() - 1, *range(1, out.dim() - 1))
+
+
+def _conv_grouped(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Each member's convolution (stride 1, same padding) of its own channels: ``h (n, G * C, *spatial)``
+    channels-last, ``W (G, out, C, *kernel)``; returns ``(n, G * out, *spatial)`` channels-last
+    (1-D as 2-D convolutions of height 1, which mkldnn runs channels-last)."""
+    G, k = W.shape[0], W.shape[-1]
+    w = W.reshape(G * W.shape[1], *W.shape[2:])
     if h.dim() == 3:
-        L = h.shape[-1] // 2
-        return h[..., : 2 * L].unflatten(-1, (L, 2)).amax(-1)
-    H, W = h.shape[-2] // 2, h.shape[-1] // 2
-    return h[..., : 2 * H, : 2 * W].unflatten(-1, (W, 2)).unflatten(-3, (H, 2)).amax((-1, -3))
+        out = F.conv2d(h.unsqueeze(2), w.unsqueeze(2), b.reshape(-1), padding=(0, k // 2), groups=G)
+        return out.squeeze(2)
+    return F.conv2d(h, w, b.reshape(-1), padding=k // 2, groups=G)
 
 
 def _weight_layers(model: Classifier) -> list[nn.Module]:
@@ -217,132 +301,6 @@ def _weight_layers(model: Classifier) -> list[nn.Module]:
 def _identity(width: int) -> SimpleNamespace:
     """An identity layer's weight and bias (no module, so no random draws)."""
     return SimpleNamespace(weight=torch.eye(width), bias=torch.zeros(width))
-
-
-#: ``sequential``: each member draws exactly the sequential trainer's dropout masks (one draw per
-#: member and layer); ``population``: one draw for the whole population (faster; same distribution).
-DROPOUT_MASKS = ("sequential", "population")
-
-
-class _Dropout:
-    """Per-member dropout drawing exactly the masks the sequential trainer draws.
-
-    torch's CPU dropout draws ``empty_like(x).bernoulli_(1 - p)`` from the default generator
-    (nothing when ``p == 0``); the sequential trainer's default generator, after building a member's
-    model under ``manual_seed(seed)``, is replayed here by one generator per member, drawing
-    masks of that member's own (un-padded) width, layer after layer, step after step.
-    """
-
-    def __init__(self, rates: Sequence[float], states: Sequence[torch.Tensor], device: torch.device,
-                 masks: str = "sequential", seed: int = 0):
-        if masks not in DROPOUT_MASKS:
-            raise ValueError(f"population: dropout masks must be one of {DROPOUT_MASKS} (got {masks!r})")
-        self.masks = masks
-        self.keep = torch.tensor([1 - float(p) for p in rates], device=device)
-        self.fast_gen = torch.Generator(device=device).manual_seed(seed + 2)
-        self.rates = [float(p) for p in rates]
-        self.gens = []
-        for st in states:
-            g = torch.Generator()
-            g.set_state(st)
-            self.gens.append(g)
-        self.device = device
-        self.active = [m for m, p in enumerate(self.rates) if p > 0]
-
-    def __call__(self, h: torch.Tensor, widths: Sequence[int], skip: torch.Tensor | None = None,
-                 rows: Sequence[int] | None = None, start: int = 0) -> torch.Tensor:
-        """``h``: ``(G, batch, width_max)`` activations; ``widths``: each member's real width;
-        ``skip``: members for which this layer is identity padding (no dropout, no draw);
-        ``rows``: the real rows in the batch of members ``start:`` (members with none draw nothing);
-        ``h`` holds members ``start:`` only."""
-        active = [m for m in self.active if m >= start and (skip is None or not bool(skip[m]))]
-        if rows is not None:
-            active = [m for m in active if rows[m - start] > 0]
-        if not active:
-            return h
-        if self.masks == "population":  # one draw for all members: same distribution, other masks
-            keep = self.keep[start:] if skip is None else torch.where(skip[start:].to(h.device), 1.0, self.keep[start:])
-            keep = keep.view(-1, *([1] * (h.dim() - 1)))
-            return h * ((torch.rand(h.shape, generator=self.fast_gen, device=h.device) < keep) / keep)
-        scale = torch.ones(h.shape, dtype=h.dtype)
-        for m in active:
-            p, r = self.rates[m], h.shape[1] if rows is None else rows[m - start]
-            noise = torch.empty((r, widths[m]), dtype=h.dtype).bernoulli_(1 - p, generator=self.gens[m])
-            scale[m - start, :r, : widths[m]] = noise.div_(1 - p)
-        return h * scale.to(self.device)
-
-
-# ---------------------------------------------------------------- vectorised optimiser
-class _PopulationOptimizer:
-    """SGD (momentum, coupled weight decay) and AdamW (decoupled), per member, as torch computes them,
-    on the population's one ``(G, P)`` parameter.
-
-    Each member counts its own steps; a step updates members ``start:`` only (the others keep their
-    weights and optimiser state). Elements of frozen identity layers never move.
-    """
-
-    def __init__(self, param: nn.Parameter, configs: Sequence[Mapping[str, Any]], device: torch.device,
-                 frozen: torch.Tensor | None = None):
-        def vec(key: str, default: float) -> torch.Tensor:
-            return torch.tensor([float(c.get(key, default)) for c in configs], dtype=torch.float32, device=device)
-
-        self.param = param
-        G = len(configs)
-        self.frozen = None if frozen is None else frozen.to(device)
-        self.lr, self.wd, self.mom = vec("lr", 1e-2), vec("weight_decay", 0.0), vec("momentum", 0.9)
-        opts = [c.get("optimizer", "adamw") for c in configs]
-        bad = sorted({o for o in opts if o not in ("sgd", "adamw")})
-        if bad:
-            raise ValueError(f"config: unknown optimizer '{bad[0]}' (use sgd or adamw)")
-        self.adam = torch.tensor([o == "adamw" for o in opts], device=device)
-        self.beta1 = self.mom.double()
-        self.t = torch.zeros(G, dtype=torch.float64, device=device)  # steps taken, per member
-        self.buf = torch.zeros_like(param)
-        self.m = torch.zeros_like(param)
-        self.v = torch.zeros_like(param)
-
-    @torch.no_grad()
-    def step(self, start: int = 0) -> None:
-        """Update members ``start:``."""
-        first = self.t == 0
-        self.t[start:] += 1
-        t = self.t.clamp(min=1)
-        bc1 = (1 - self.beta1 ** t).float()
-        bc2_sqrt = torch.sqrt(1 - ADAM_BETA2 ** t).float()
-        sl = slice(start, None)
-        p = self.param.data[sl]
-        old = None if self.frozen is None else p.clone()
-        self._update(p, self.param.grad[sl], self.buf[sl], self.m[sl], self.v[sl], sl, first, bc1, bc2_sqrt)
-        if old is not None:  # identity padding layers never move
-            p.copy_(torch.where(self.frozen[sl], old, p))
-
-    def _update(self, p: torch.Tensor, g: torch.Tensor, buf: torch.Tensor, m: torch.Tensor, v: torch.Tensor,
-                sel: Any, first: torch.Tensor, bc1: torch.Tensor, bc2_sqrt: torch.Tensor) -> None:
-        """One step, in place on (a subset ``sel`` of) the members, torch's formulas."""
-        shape = (-1, *([1] * (p.dim() - 1)))
-        lr, wd, mom = self.lr[sel].view(shape), self.wd[sel].view(shape), self.mom[sel].view(shape)
-        adam = self.adam[sel]
-        has_adam, has_sgd = bool(adam.any()), not bool(adam.all())
-        if has_sgd:
-            d = g + wd * p
-            fst = first[sel]
-            if bool(fst.all()):
-                buf.copy_(d)
-            elif not bool(fst.any()):
-                buf.mul_(mom).add_(d)
-            else:
-                buf.copy_(torch.where(fst.view(shape), d, buf * mom + d))
-            new_sgd = p - lr * buf
-        if has_adam:
-            m.lerp_(g, 1 - mom)
-            v.mul_(ADAM_BETA2).addcmul_(g, g, value=1 - ADAM_BETA2)
-            denom = (v.sqrt() / bc2_sqrt[sel].view(shape)).add_(ADAM_EPS)
-            new_adam = p * (1 - lr * wd)
-            new_adam.sub_((lr / bc1[sel].view(shape)) * m / denom)
-        if has_sgd and has_adam:
-            p.copy_(torch.where(adam.view(shape), new_adam, new_sgd))
-        else:
-            p.copy_(new_adam if has_adam else new_sgd)
 
 
 # ---------------------------------------------------------------- training
@@ -388,6 +346,11 @@ def _losses(logits: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, class_ok
     return torch.where(valid, ce.view(y.shape), torch.zeros_like(y, dtype=ce.dtype))
 
 
+#: Evaluation batches hold at most this many floats in one activation (large fresh tensors cost page
+#: faults on every allocation; a few MB are reused from the heap).
+EVAL_ELEMENTS = 1 << 20
+
+
 @torch.no_grad()
 def _evaluate(stack: _Stack, data: _Data, u_of: torch.Tensor, class_ok: torch.Tensor, shared_input: bool = False,
               batch: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
@@ -423,8 +386,10 @@ def train_members(members: Sequence[tuple[Task, Mapping[str, Any]]], epochs: int
     product in the first layer; faster). Off (default), every member's products are computed on their
     own, so a member's numbers do not depend on which members share its population: a resumed
     collection, regrouped, matches an uninterrupted one.
-    ``dropout_masks``: ``sequential`` (default) replays the sequential trainer's masks exactly;
-    ``population`` draws them for all members at once (faster, statistically the same, other numbers).
+    ``dropout_masks`` (one of :data:`~metahpo_utils.population_ops.DROPOUT_MASKS`): ``sequential``
+    (default) replays the sequential trainer's masks exactly; ``population`` (opt-in) draws one
+    uniform per unit for all members at once, with each member's own keep rate (statistically the
+    same, other numbers; faster only where the exact draws dominate).
 
     Returns:
         A :class:`PopulationResult` whose ``results[i]`` corresponds to ``members[i]``.
@@ -440,8 +405,10 @@ def train_members(members: Sequence[tuple[Task, Mapping[str, Any]]], epochs: int
     dev = resolve_device(device)
     bs = int(configs[0].get("batch_size", 32))
     # members in order of their task's mini-batches per epoch: at step s the members still training
-    # are a suffix, computed as a view of the stacked weights (nobody pays for a finished task)
-    order = sorted(range(len(members)), key=lambda m: math.ceil(len(members[m][0].y_train) / bs))
+    # are a suffix, computed as a view of the stacked weights (nobody pays for a finished task); among
+    # equals, SGD before AdamW, so that each optimiser updates contiguous slices
+    order = sorted(range(len(members)), key=lambda m: (math.ceil(len(members[m][0].y_train) / bs),
+                                                       members[m][1].get("optimizer", "adamw") == "adamw"))
     ordered = [members[m] for m in order]
     res = _train_sorted(ordered, epochs, seed, family, dev, keep_models, dropout_masks, bs, shared_input)
     wall = time.perf_counter() - t0
@@ -474,8 +441,10 @@ def _train_sorted(members: Sequence[tuple[Task, Mapping[str, Any]]], epochs: int
         states.append(state)
     stack = _Stack(protos, family, _pools(protos[0]) if family != "mlp" else [], max(t.n_classes for t in tasks)).to(dev)
     G = len(members)
-    opt = _PopulationOptimizer(stack.flat, configs, dev, stack.frozen_elements)
-    drop = _Dropout([float(c.get("dropout", 0.0)) for c in configs], states, dev, dropout_masks, seed)
+    eval_batch = max(bs, min(2048, EVAL_ELEMENTS // stack.activation_elements(tasks[0].input_shape)))
+    opt = PopulationOptimizer(stack.flat, configs, dev, stack.frozen_ranges)
+    rates = [float(c.get("dropout", 0.0)) for c in configs]
+    drop = PopulationDropout(rates, states, *stack.dropout_widths(), bs, dev, dropout_masks, seed)
     class_ok = torch.stack([torch.arange(stack.n_classes) < tasks[u].n_classes for u in u_list]).to(dev)
     train = _Data([t.X_train for t in tasks], [t.y_train for t in tasks], dev)
     val = _Data([t.X_val for t in tasks], [t.y_val for t in tasks], dev)
@@ -496,24 +465,28 @@ def _train_sorted(members: Sequence[tuple[Task, Mapping[str, Any]]], epochs: int
         P = torch.full((U, steps * bs), -1, dtype=torch.long)
         for u, n in enumerate(train.n):
             P[u, :n] = torch.randperm(n, generator=gens[u])
-        P = P.view(U, steps, bs).to(dev)
+        P = P.view(U, steps, bs)
+        # rows each member trains on at each step (its task's), for the dropout draws
+        drop.start_epoch((P >= 0).sum(2).numpy()[u_list].T)  # (steps, G)
+        P = P.to(dev)
         total = torch.zeros(G, dtype=torch.float64, device=dev)
         seen = torch.zeros(G, dtype=torch.float64, device=dev)
         for s_ in range(steps):
             a = bisect.bisect_right(member_steps, s_)  # members a: have a batch at this step
             if not bool(alive[a:].any()):
                 continue
+            drop.at_step(s_)
             if shared:
                 r = min(bs, train.n[0] - s_ * bs)
                 ib = P[0, s_, :r]
-                logits = stack(train.X[0, ib], drop, rows=[r] * G)
+                logits = stack(train.X[0, ib], drop)
                 y, valid = train.y[0, ib].expand(G, -1), torch.ones(G, r, dtype=torch.bool, device=dev)
             else:
                 uo = u_of[a:]
                 idx = P[uo, s_]  # (G - a, b); -1 = no example
                 valid = idx >= 0
                 xb = train.X[uo[:, None], idx.clamp(min=0)]
-                logits = stack(xb, drop, shared=False, rows=valid.sum(1).tolist(), start=a)
+                logits = stack(xb, drop, shared=False, start=a)
                 y = train.y[uo[:, None], idx.clamp(min=0)]
             ce = _losses(logits, y, valid, class_ok[a:])
             rows_m = valid.sum(1)
@@ -526,20 +499,20 @@ def _train_sorted(members: Sequence[tuple[Task, Mapping[str, Any]]], epochs: int
                 p.grad = None
             torch.where(live, losses, torch.zeros_like(losses)).sum().backward()
             # diverged members take junk steps (their results are settled and never read again)
-            opt.step(a)
+            opt.step(a, stack.gradient())
             total[a:] += torch.where(live, lv, torch.zeros_like(lv)).double() * rows_m.double()
             seen[a:] += rows_m.double()
         if not bool(alive.any()):
             break
         stack.eval()
-        acc, vl = _evaluate(stack, val, u_of, class_ok, shared_input)
+        acc, vl = _evaluate(stack, val, u_of, class_ok, shared_input, eval_batch)
         alive = alive & torch.isfinite(vl)
         for m in torch.nonzero(alive).flatten().tolist():
             curves[m].append(float(acc[m]))
             val_losses[m].append(float(vl[m]))
             train_losses[m].append(float(total[m]) / max(float(seen[m]), 1.0))
     stack.eval()
-    test_acc = _evaluate(stack, test, u_of, class_ok, shared_input)[0] if bool(alive.any()) else None
+    test_acc = _evaluate(stack, test, u_of, class_ok, shared_input, eval_batch)[0] if bool(alive.any()) else None
     results = []
     for m, (task, c) in enumerate(members):
         ok = bool(alive[m]) and len(curves[m]) == epochs
