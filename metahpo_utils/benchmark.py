@@ -305,7 +305,7 @@ def run_benchmark(data: BenchmarkData, strategies: Sequence[str], budget: int, s
     client = connect_scheduler(scheduler) if scheduler is not None else None
     distributed = client is not None or workers > 1
     if distributed:  # longest first, so that no long unit starts last; the order never changes a result
-        units = sorted(units, key=lambda u: -_unit_cost(u))
+        units = sorted(_split_units(units), key=lambda u: -_unit_cost(u))
         if log:
             log(f"benchmark: {len(units)} (fold, strategy) units on "
                 + (f"the Dask scheduler at {scheduler}" if client is not None else f"{workers} Dask workers"))
@@ -314,7 +314,7 @@ def run_benchmark(data: BenchmarkData, strategies: Sequence[str], budget: int, s
                disable=not progress)
     try:
         for res in run_jobs(units, workers, client, fn=replay_unit, shared=data, on_error=_unit_failed):
-            done[res["index"]] = res
+            done[(res["index"], res["part"])] = res
             bar.update(res["runs"])
             sel = res["selection"]
             if sel is not None and log:
@@ -325,7 +325,7 @@ def run_benchmark(data: BenchmarkData, strategies: Sequence[str], budget: int, s
         bar.close()
         if client is not None:
             client.close()
-    ordered = [done[i] for i in range(len(done))]  # folds, then strategies: the order of a 1-process run
+    ordered = _join_parts(done, len(pairs))  # folds, then strategies: the order of a 1-process run
     res = pd.DataFrame([row for u in ordered for row in u["rows"]], columns=RESULT_COLUMNS)
     times = {s: [t for u in ordered if u["name"] == s for t in u["times"]] for s in strategies}
     selected: dict[str, list[dict[str, Any]]] = {}
@@ -370,8 +370,45 @@ def replay_unit(unit: dict[str, Any], data: BenchmarkData) -> dict[str, Any]:
                 reg, bsf = regret_curve(strat, data, task, budget, run_seed(seed, task), times)
                 shown = bsf if data.maximize else -bsf  # best so far in the table's own units
                 rows += [(name, task, seed, k + 1, shown[k], reg[k]) for k in range(len(reg))]
-    return {"index": unit["index"], "name": name, "train": len(train), "rows": rows, "times": times,
-            "selection": selection, "runs": len(held) * unit["seeds"]}
+    return {"index": unit["index"], "part": unit.get("part", 0), "name": name, "train": len(train), "rows": rows,
+            "times": times, "selection": selection, "runs": len(held) * unit["seeds"]}
+
+
+#: A (fold, strategy) unit whose replays are estimated to take longer than this many seconds is split, into parts
+#: of at least SPLIT_FIT_RATIO times its fit (and SPLIT_MIN_PART_S) each, into parts by held-out task when it runs on Dask workers: each part
+#: fits the strategy again (fitting is deterministic) and replays its tasks, so one slow strategy no longer
+#: holds up the benchmark on one worker. Results are the same (every replay depends only on its fit, task and seed).
+SPLIT_REPLAY_S = 5.0
+SPLIT_FIT_RATIO = 4.0
+#: the least estimated replay seconds of one part
+SPLIT_MIN_PART_S = 1.0
+
+
+def _split_units(units: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Units for the Dask workers: long non-nested units split by held-out task (see :data:`SPLIT_REPLAY_S`)."""
+    out = []
+    for u in units:
+        fit, trial = _unit_hint(u)
+        replay = trial * u["budget"] * len(u["held"]) * u["seeds"]
+        parts = 1 if u["nested"] or replay < SPLIT_REPLAY_S else \
+            int(min(len(u["held"]), max(1, replay // max(SPLIT_FIT_RATIO * fit, SPLIT_MIN_PART_S, 1e-9))))
+        if parts == 1:
+            out.append(u)
+            continue
+        bounds = np.linspace(0, len(u["held"]), parts + 1).round().astype(int)
+        out += [dict(u, held=u["held"][a:b], part=k) for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+    return out
+
+
+def _join_parts(done: dict[tuple[int, int], dict[str, Any]], n_units: int) -> list[dict[str, Any]]:
+    """The results of the units in order, the parts of a split unit joined back in held-out task order."""
+    out = []
+    for i in range(n_units):
+        parts = [done[k] for k in sorted(k for k in done if k[0] == i)]
+        first = parts[0]
+        out.append(dict(first, rows=[r for p in parts for r in p["rows"]], times=[t for p in parts for t in p["times"]],
+                        runs=sum(p["runs"] for p in parts)))
+    return out
 
 
 def _unit_failed(unit: dict[str, Any], err: BaseException) -> NoReturn:
@@ -385,18 +422,24 @@ def _unit_failed(unit: dict[str, Any], err: BaseException) -> NoReturn:
 
 #: Rough seconds of one fit (on 36 meta-train tasks) and of one replayed trial, per strategy, measured on the
 #: default digits meta-dataset (64 configurations a task, one thread); others count as cheap. Only the order in
-#: which Dask workers start the (fold, strategy) units depends on these, never a result.
+#: which Dask workers start the (fold, strategy) units, and which units are split (:func:`_split_units`), depend
+#: on these, never a result.
 _COST_HINT: dict[str, tuple[float, float]] = {
-    "adaptive-portfolio": (6.8, 0.004), "mtl": (2.5, 0.001), "transfer": (2.3, 0.019), "knn": (0.02, 0.011),
+    "adaptive-portfolio": (4.4, 0.0025), "mtl": (2.5, 0.001), "transfer": (2.3, 0.019), "knn": (0.02, 0.011),
     "taskset": (0.0, 0.003), "tpe": (0.0, 0.0035), "cmaes": (0.0, 0.0016), "ws-cmaes": (0.02, 0.0033),
-    "st-zeroshot": (0.3, 0.0027), "st-boundingbox": (0.02, 0.0017), "st-quantile": (0.02, 0.13)}
+    "st-zeroshot": (0.3, 0.0027), "st-boundingbox": (0.02, 0.0017), "st-quantile": (0.02, 0.066)}
+
+
+def _unit_hint(unit: dict[str, Any]) -> tuple[float, float]:
+    """Estimated seconds of a unit's fit (grown with its meta-train tasks) and of one replayed trial."""
+    fit, trial = _COST_HINT.get(unit["name"], (0.01, 0.0005))
+    return fit * len(unit["train"]) / 36, trial
 
 
 def _unit_cost(unit: dict[str, Any]) -> float:
     """Estimated seconds of a unit: its fit and replays, and for nested selection every inner fit and replay."""
-    fit, trial = _COST_HINT.get(unit["name"], (0.01, 0.0005))
+    fit, trial = _unit_hint(unit)
     n_train = len(unit["train"])
-    fit *= n_train / 36  # fits grow with the meta-train tasks
     cost = fit + trial * unit["budget"] * len(unit["held"]) * unit["seeds"]
     if unit["nested"]:
         grid = unit["grid"] if unit["grid"] is not None else getattr(STRATEGIES[unit["name"]], "SETTINGS_GRID", {})

@@ -7,7 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from metahpo_utils.benchmark import BenchmarkError, _unit_cost, prepare, run_benchmark
+from metahpo_utils import benchmark as bm
+from metahpo_utils.benchmark import BenchmarkError, _join_parts, _split_units, _unit_cost, prepare, run_benchmark
 from metahpo_utils.cli import main
 from strategy_fixtures import shifting_space, shifting_table
 
@@ -37,6 +38,36 @@ def test_dask_workers_give_the_results_of_one_process(data):
     assert len(two.summary["protocol"]["nested"]["portfolio"]) == 2
     assert logs[0] == "benchmark: 6 (fold, strategy) units on 2 Dask workers"
     assert sum("portfolio: settings" in line for line in logs) == 2
+
+
+@pytest.mark.slow
+def test_units_split_by_held_out_task_give_the_results_of_one_process(data, monkeypatch):
+    kw = dict(strategies=["random", "knn", "adaptive-portfolio", "mtl", "tpe"], budget=6, seeds=2, holdout="kfold:2",
+              progress=False)
+    one = run_benchmark(data, **kw)
+    monkeypatch.setattr(bm, "SPLIT_REPLAY_S", 0.0)  # split every unit, one held-out task a part
+    monkeypatch.setattr(bm, "SPLIT_MIN_PART_S", 0.0)
+    monkeypatch.setattr(bm, "SPLIT_FIT_RATIO", 0.0)
+    logs: list[str] = []
+    split = run_benchmark(data, workers=2, log=logs.append, **kw)
+    assert logs[0] == "benchmark: 30 (fold, strategy) units on 2 Dask workers"  # 2 folds x 5 strategies x 3 tasks
+    pd.testing.assert_frame_equal(one.results, split.results, check_exact=True)
+    assert one.summary == split.summary
+
+
+def test_split_units_and_their_reassembly():
+    unit = dict(index=0, name="knn", train=list("abcdefgh"), held=list("ijklm"), budget=50, seeds=5, nested=False, grid=None)
+    nested = dict(unit, index=1, nested=True)
+    small = dict(unit, index=2, held=["i"], budget=2, seeds=1)
+    parts = _split_units([unit, nested, small])
+    mine = [p for p in parts if p["index"] == 0]
+    assert len(mine) == 5 and [p["held"] for p in mine] == [[t] for t in "ijklm"]  # one task a part, in order
+    assert [p for p in parts if p["index"] in (1, 2)] == [nested, small]  # nested and short units stay whole
+    done = {(p["index"], p.get("part", 0)): {"index": p["index"], "part": p.get("part", 0), "rows": [(p["index"], t) for t in p["held"]],
+                                             "times": [1.0], "runs": len(p["held"]), "selection": None} for p in parts[::-1]}
+    joined = _join_parts(done, 3)
+    assert [r[1] for r in joined[0]["rows"]] == list("ijklm") and joined[0]["runs"] == 5 and joined[0]["times"] == [1.0] * 5
+    assert [u["index"] for u in joined] == [0, 1, 2]
 
 
 @pytest.mark.slow

@@ -84,7 +84,7 @@ class MetaData:
             self.pct.append((rankdata(v) - 1) / (len(v) - 1) if len(v) > 1 else np.ones_like(v))
         self._index: dict[int, dict[bytes, int]] = {}  # per task: encoded row -> position (exact lookups)
         self.pool = np.unique(np.round(np.concatenate(X), 9), axis=0)  # (m, d)
-        self.Y = np.stack([self.values_at(i, self.pool) for i in range(len(self.tasks))])  # (T, m)
+        self.Y = self.values_matrix(self.pool)  # (T, m)
         self.features = self.feature_names = self.feature_mean = self.feature_scale = None
         self._raw_features = None if features is None else features[1]
         if features is not None:
@@ -172,13 +172,18 @@ class MetaData:
         (percentile rank) or ``mixed`` (their mean); all are 1 at the task's best.
         """
         Xq = np.asarray(Xq, dtype=float).reshape(-1, self.space.dim)
+        return self.utility_values(task, utility)[self._positions(task, Xq, _row_keys(Xq))]
+
+    def _positions(self, task: int, Xq: np.ndarray, keys: list[bytes]) -> np.ndarray:
+        """Row of task ``task``'s configurations behind each encoded point: exact where evaluated, else nearest
+        (the first of equally near rows)."""
         index = self._exact_index(task)
-        pos = np.array([index.get(k, -1) for k in _row_keys(Xq)], dtype=int)
+        pos = np.array([index.get(k, -1) for k in keys], dtype=int)
         miss = np.flatnonzero(pos < 0)
         for chunk in np.array_split(miss, max(1, len(miss) // 256)) if len(miss) else []:
             d = ((Xq[chunk, None, :] - self.X[task][None, :, :]) ** 2).sum(-1)  # (chunk, n_t)
             pos[chunk] = d.argmin(1)
-        return self.utility_values(task, utility)[pos]
+        return pos
 
     def utility_values(self, task: int, utility: str = "regret") -> np.ndarray:
         """Task ``task``'s own configurations' values under ``utility`` (see :meth:`values_at`)."""
@@ -191,8 +196,24 @@ class MetaData:
         raise StrategyError(f"utility must be regret, rank or mixed (got {utility!r})")
 
     def values_matrix(self, Xq: np.ndarray, utility: str = "regret") -> np.ndarray:
-        """Values of every meta-train task at encoded points ``(T, q)``."""
-        return np.stack([self.values_at(t, Xq, utility) for t in range(self.n_tasks)])
+        """Values of every meta-train task at encoded points ``(T, q)`` (the same as :meth:`values_at` task by
+        task; tasks that evaluated the very same configurations in the same order share one lookup)."""
+        Xq = np.asarray(Xq, dtype=float).reshape(-1, self.space.dim)
+        keys = _row_keys(Xq)
+        pos: dict[int, np.ndarray] = {}
+        rows = []
+        for t in range(self.n_tasks):
+            r = self._same_configs[t]
+            if r not in pos:
+                pos[r] = self._positions(r, Xq, keys)
+            rows.append(self.utility_values(t, utility)[pos[r]])
+        return np.stack(rows)
+
+    @functools.cached_property
+    def _same_configs(self) -> list[int]:
+        """Per task, the first task whose encoded configurations are identical to its own (itself if none)."""
+        first: dict[tuple[tuple[int, ...], bytes], int] = {}
+        return [first.setdefault((x.shape, np.ascontiguousarray(x).tobytes()), t) for t, x in enumerate(self.X)]
 
     def _exact_index(self, task: int) -> dict[bytes, int]:
         if task not in self._index:
