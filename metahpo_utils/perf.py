@@ -193,9 +193,7 @@ def collect_run(workers: int = 1, n_tasks: int | None = None, n_configs: int | N
     driver's peak resident memory (with ``workers > 1`` the workers' memory is not included)."""
     args = {"n_tasks": n_tasks or COLLECT_SIZE["n_tasks"], "n_configs": n_configs or COLLECT_SIZE["n_configs"],
             "epochs": epochs or COLLECT_SIZE["epochs"], "workers": workers, "trainer": trainer}
-    done = subprocess.run([sys.executable, "-c", _COLLECT_CHILD, json.dumps(args)], check=True, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out = _child(_COLLECT_CHILD, args)
     out["trials_per_s"] = out["trials"] / out["wall_s"]
     return out
 
@@ -221,7 +219,12 @@ def tune_run(**kwargs: Any) -> dict[str, float]:
     """One ``tune`` of :data:`LOAD` in a fresh process (the package imported there too, as a user runs it): its
     wall seconds and trials."""
     args = {**LOAD["tune"], **kwargs}
-    done = subprocess.run([sys.executable, "-c", _TUNE_CHILD, json.dumps(args)], check=True, capture_output=True,
+    return _child(_TUNE_CHILD, args)
+
+
+def _child(script: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Run ``script`` in a fresh Python process with ``args`` (JSON) as its argument: the JSON of its last line."""
+    done = subprocess.run([sys.executable, "-c", script, json.dumps(args)], check=True, capture_output=True,
                           text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     return json.loads(done.stdout.strip().splitlines()[-1])
 
