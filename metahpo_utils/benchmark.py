@@ -374,13 +374,13 @@ def replay_unit(unit: dict[str, Any], data: BenchmarkData) -> dict[str, Any]:
             "times": times, "selection": selection, "runs": len(held) * unit["seeds"]}
 
 
-#: A (fold, strategy) unit whose replays are estimated to take longer than this many seconds is split, into parts
-#: of at least SPLIT_FIT_RATIO times its fit (and SPLIT_MIN_PART_S) each, into parts by held-out task when it runs on Dask workers: each part
-#: fits the strategy again (fitting is deterministic) and replays its tasks, so one slow strategy no longer
-#: holds up the benchmark on one worker. Results are the same (every replay depends only on its fit, task and seed).
+#: On Dask workers, a (fold, strategy) unit whose replays are estimated to take more than SPLIT_REPLAY_S seconds is
+#: split by held-out task into parts of at least SPLIT_FIT_RATIO times its fit and SPLIT_MIN_PART_S seconds of
+#: replays each. Each part fits the strategy again (fitting is deterministic) and replays its tasks, so one slow
+#: strategy no longer holds up the benchmark on one worker; results are the same (every replay depends only on its
+#: fit, task and seed).
 SPLIT_REPLAY_S = 5.0
 SPLIT_FIT_RATIO = 4.0
-#: the least estimated replay seconds of one part
 SPLIT_MIN_PART_S = 1.0
 
 
@@ -391,7 +391,7 @@ def _split_units(units: list[dict[str, Any]]) -> list[dict[str, Any]]:
         fit, trial = _unit_hint(u)
         replay = trial * u["budget"] * len(u["held"]) * u["seeds"]
         parts = 1 if u["nested"] or replay < SPLIT_REPLAY_S else \
-            int(min(len(u["held"]), max(1, replay // max(SPLIT_FIT_RATIO * fit, SPLIT_MIN_PART_S, 1e-9))))
+            int(min(len(u["held"]), max(1, replay // max(SPLIT_FIT_RATIO * fit, SPLIT_MIN_PART_S))))
         if parts == 1:
             out.append(u)
             continue
@@ -402,13 +402,11 @@ def _split_units(units: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _join_parts(done: dict[tuple[int, int], dict[str, Any]], n_units: int) -> list[dict[str, Any]]:
     """The results of the units in order, the parts of a split unit joined back in held-out task order."""
-    out = []
-    for i in range(n_units):
-        parts = [done[k] for k in sorted(k for k in done if k[0] == i)]
-        first = parts[0]
-        out.append(dict(first, rows=[r for p in parts for r in p["rows"]], times=[t for p in parts for t in p["times"]],
-                        runs=sum(p["runs"] for p in parts)))
-    return out
+    units: list[list[dict[str, Any]]] = [[] for _ in range(n_units)]
+    for (i, _), res in sorted(done.items()):
+        units[i].append(res)
+    return [dict(parts[0], rows=[r for p in parts for r in p["rows"]], times=[t for p in parts for t in p["times"]],
+                 runs=sum(p["runs"] for p in parts)) for parts in units]
 
 
 def _unit_failed(unit: dict[str, Any], err: BaseException) -> NoReturn:

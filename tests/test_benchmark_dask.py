@@ -46,7 +46,7 @@ def test_units_split_by_held_out_task_give_the_results_of_one_process(data, monk
               progress=False)
     one = run_benchmark(data, **kw)
     monkeypatch.setattr(bm, "SPLIT_REPLAY_S", 0.0)  # split every unit, one held-out task a part
-    monkeypatch.setattr(bm, "SPLIT_MIN_PART_S", 0.0)
+    monkeypatch.setattr(bm, "SPLIT_MIN_PART_S", 1e-9)
     monkeypatch.setattr(bm, "SPLIT_FIT_RATIO", 0.0)
     logs: list[str] = []
     split = run_benchmark(data, workers=2, log=logs.append, **kw)
