@@ -1,7 +1,9 @@
 """Development numbers of the default strategy (issue 16): adaptive-portfolio with its model phase chosen
-in fit (``model_from="auto"``) and fixed at 4, 10 or never, plus reference strategies, replayed on one table.
+in fit (``model_from="auto"``) and fixed at 4, 10 or never, its model phase restricted to the learned box
+(``ap-box``, or chosen by the fit's check: ``ap-boxcv``), plus reference strategies, replayed on one table.
 
     python scripts/dev_adaptive_variants.py TABLE STRATEGIES SEEDS OUT.csv
+    python scripts/dev_adaptive_variants.py TABLE --choices STRATEGY    # the hand-over its fit chose per fold
 
 TABLE: ``hpobench``, ``hpolib_log``, ``nb201`` (exported first with ``python -m metahpo_utils hpobench
 [--benchmark hpolib|nasbench201] --out runs/...``, see the README) or a committed suite (``digits``, ``text``,
@@ -17,17 +19,67 @@ import time
 
 import numpy as np
 import pandas as pd
+from scipy.spatial import cKDTree
 
 from metahpo_utils.benchmark import run_benchmark
 from metahpo_utils.benchmark_data import prepare
 from metahpo_utils.space import load_space
 from metahpo_utils.strategies import STRATEGIES
-from metahpo_utils.strategies.meta import AdaptivePortfolioStrategy
+from metahpo_utils.strategies.meta import AdaptivePortfolioStrategy, _AdaptiveSession
 from metahpo_utils.tables import default_metadataset
 
 VARIANTS = {"ap-m4": {"model_from": 4}, "ap-m10": {"model_from": 10}, "ap-none": {"model_from": None}}
 for _name, _kw in VARIANTS.items():
     STRATEGIES[_name] = functools.partial(AdaptivePortfolioStrategy, **_kw)
+
+
+class _BoxSession(_AdaptiveSession):
+    """The model phase searches the box of the meta-train tasks' best configurations (Perrone et al. 2019) as
+    Syne Tune's BoundingBox reaches it on a table: every open candidate inside the box, plus the open candidate
+    nearest to each of 512 uniform draws in the box (a neighbourhood of it). Tried for issue 16, not adopted."""
+
+    box = True
+
+    def pool(self, n_random: int = 1024):
+        if not self.box or self.open is None:
+            return super().pool(n_random)
+        B = self.meta.best_points()
+        lo, hi = B.min(0), B.max(0)
+        draws = lo + (hi - lo) * self.rng.random((512, self.space.dim))
+        if getattr(self, "_tree", None) is None:
+            self._tree = cKDTree(self.cand_X)
+        _, nn = self._tree.query(draws, k=min(len(self.cand_X), 16))
+        near = []
+        for i, row in enumerate(np.atleast_2d(nn)):
+            row = row[self.open[row]]
+            if not len(row):  # the 16 nearest were all tried: the nearest open one
+                row = np.flatnonzero(self.open)
+                row = row[[((self.cand_X[row] - draws[i]) ** 2).sum(1).argmin()]]
+            near.append(row[0])
+        inside = np.flatnonzero(self.open & np.all((self.cand_X >= lo - 1e-9) & (self.cand_X <= hi + 1e-9), axis=1))
+        idx = np.unique(np.concatenate([near, inside]).astype(int))
+        return self.cand_X[idx], idx
+
+
+class BoxVariant(AdaptivePortfolioStrategy):
+    """``ap-box``: the default with the box model phase. ``ap-boxcv``: the fit's check chooses among the default's
+    hand-overs and the box at 4 or 10 (encoded as -4 and -10; ties keep the default's)."""
+
+    def __init__(self, cv: bool = False, **kw):
+        super().__init__(**kw)
+        self.cv = cv
+        if cv:
+            self.model_from_choices = (4, 10, None, -4, -10)
+
+    def _session(self, space, task_features, candidates, seed, model_from):
+        box = (not self.cv) or (model_from is not None and model_from < 0)
+        s = super()._session(space, task_features, candidates, seed, None if model_from is None else abs(model_from))
+        s.__class__, s.box = _BoxSession, box
+        return s
+
+
+STRATEGIES["ap-box"] = BoxVariant
+STRATEGIES["ap-boxcv"] = functools.partial(BoxVariant, cv=True)
 
 
 def load(name: str):
@@ -46,7 +98,24 @@ def load(name: str):
     return data, "split", m.provenance.set_index("task")["split"]
 
 
+def choices(name: str, strategy: str) -> list[tuple[str, object]]:
+    """The hand-over the fit's check chose in each fold of ``name`` (held-out task, ``model_from``)."""
+    from metahpo_utils.benchmark import _fit, folds
+    from metahpo_utils.strategies import make_strategy
+    data, holdout, splits = load(name)
+    out = []
+    for train, held in folds(data.tasks, holdout, splits=splits):
+        s = make_strategy(strategy)
+        _fit(s, strategy, data, train)
+        out.append((",".join(held) if len(held) < 4 else f"{len(held)} tasks", s.model_report.get("model_from")))
+    return out
+
+
 if __name__ == "__main__":
+    if sys.argv[2] == "--choices":  # python scripts/dev_adaptive_variants.py TABLE --choices STRATEGY
+        for held, chosen in choices(sys.argv[1], sys.argv[3]):
+            print(f"{held:30s} model_from={chosen}  (negative: the box, ap-boxcv)")
+        sys.exit(0)
     name, strategies, seeds, out = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3]), sys.argv[4]
     data, holdout, splits = load(name)
     t0 = time.time()

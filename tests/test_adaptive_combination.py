@@ -161,3 +161,22 @@ def test_surrogates_start_with_the_portfolios_first_picks_and_read_choices_one_h
     net_in = strat.phi.net[0].in_features if name == "mtl" else strat.pretrained["W1"].shape[1]
     assert net_in == space.model_dim + (0 if name == "mtl" else feats.shape[1])  # opt: two one-hot columns
     assert make_strategy(name, warm=0, **kw).fit(table, feats, space).warm_points.shape == (0, space.dim)
+
+
+def test_model_check_chooses_among_the_hand_overs_a_subclass_offers():
+    """``model_from_choices`` is what the fit's check chooses among: a subclass offering (None, 4) gets exactly
+    those scored, with the same inner score per choice as the default's check, and one of them chosen."""
+    from metahpo_utils.strategies.meta import MODEL_FROM_CHOICES, AdaptivePortfolioStrategy
+
+    class NeverOrFour(AdaptivePortfolioStrategy):
+        model_from_choices = (None, 4)
+
+    table, _ = shifting_table(n_tasks=6, n_configs=30, seed=0)
+    sub = NeverOrFour().fit(table, None, shifting_space())
+    default = make_strategy("adaptive-portfolio").fit(table, None, shifting_space())
+    assert list(sub.model_report["scores"]) == [None, 4]
+    assert list(default.model_report["scores"]) == list(MODEL_FROM_CHOICES)
+    for c in (None, 4):
+        assert sub.model_report["scores"][c] == pytest.approx(default.model_report["scores"][c])
+    best = min(sub.model_report["scores"].values())
+    assert sub.model_report["scores"][sub.model_from_used] == best

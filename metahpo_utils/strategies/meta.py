@@ -260,6 +260,8 @@ class AdaptivePortfolioStrategy(Strategy):
     #: :func:`metahpo_utils.benchmark.select_settings`).
     SETTINGS_GRID = {"temperature": (0.1, 0.3, 1.0), "late_temperature": (0.02, 0.05, 0.2),
                      "utility": ("mixed", "regret", "rank")}
+    #: what :meth:`model_check` chooses among (a subclass may offer other hand-overs; ties keep the first)
+    model_from_choices: tuple[Any, ...] = MODEL_FROM_CHOICES
 
     def __init__(self, temperature: float = 0.3, late_temperature: float = 0.05, switch: int = 5,
                  k_features: int | None = 5, utility: str = "regret", guard: bool = True,
@@ -290,7 +292,7 @@ class AdaptivePortfolioStrategy(Strategy):
         return self.model_report.get("model_from", MODEL_FROM_DEFAULT) if self.model_from == "auto" else self.model_from
 
     def model_check(self, budget: int = 50) -> dict[str, Any]:
-        """Choose ``model_from`` among :data:`MODEL_FROM_CHOICES` by cross-validation on the meta-train
+        """Choose ``model_from`` among :attr:`model_from_choices` (:data:`MODEL_FROM_CHOICES`) by cross-validation on the meta-train
         tasks alone: each of at most :data:`MODEL_CHECK_TASKS` of them (a seeded choice) is held out in
         turn, the strategy is fitted on the others and replays ``budget`` trials among the held-out task's
         own configurations (one replicate); the choice with the lowest mean normalized regret over those
@@ -304,7 +306,8 @@ class AdaptivePortfolioStrategy(Strategy):
             return {"model_from": MODEL_FROM_DEFAULT, "scores": {}, "tasks": []}
         rng = np.random.default_rng(0)
         held = sorted(rng.choice(meta.n_tasks, min(MODEL_CHECK_TASKS, meta.n_tasks), replace=False).tolist())
-        scores: dict[Any, list[float]] = {c: [] for c in MODEL_FROM_CHOICES}
+        choices = self.model_from_choices
+        scores: dict[Any, list[float]] = {c: [] for c in choices}
         for t in held:
             sub = meta.subset([u for u in range(meta.n_tasks) if u != t])
             inner = copy.copy(self)  # the same settings and feature decision, fitted on the other tasks
@@ -312,7 +315,7 @@ class AdaptivePortfolioStrategy(Strategy):
             cands = [meta.space.decode(x) for x in meta.X[t]]
             vals, span = meta.y[t], np.ptp(meta.y[t])
             n = min(budget, len(vals))
-            for choice in MODEL_FROM_CHOICES:
+            for choice in choices:
                 session = inner._session(meta.space, meta.task_feature_series(t), cands, seed=t, model_from=choice)
                 best, regrets = -np.inf, []
                 for _ in range(n):
@@ -323,7 +326,7 @@ class AdaptivePortfolioStrategy(Strategy):
                     regrets.append((vals.max() - best) / span if span > 0 else 0.0)
                 scores[choice].append(float(np.mean(regrets)))
         mean = {c: float(np.mean(v)) for c, v in scores.items()}
-        choice = min(MODEL_FROM_CHOICES, key=lambda c: mean[c])  # min keeps the first of equal scores
+        choice = min(choices, key=lambda c: mean[c])  # min keeps the first of equal scores
         return {"model_from": choice, "scores": mean, "tasks": [meta.tasks[t] for t in held]}
 
     def feature_check(self, picks: int = 3) -> dict[str, Any]:
