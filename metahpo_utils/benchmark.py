@@ -42,7 +42,7 @@ REPORT_AT = (1, 5, 10, 25, 50)
 # the table side lives in benchmark_data; its public names stay importable from here
 __all__ = ["BenchmarkData", "BenchmarkError", "BenchmarkResult", "prepare", "split_columns", "folds", "run_seed",
            "drive", "replay", "regret_curve", "expected_random_regret", "equivalent_random_trials", "task_bootstrap",
-           "check_strategies", "select_settings", "run_benchmark", "replay_unit", "merge_results", "per_task_curves",
+           "check_strategies", "select_settings", "run_benchmark", "make_units", "replay_unit", "merge_results", "per_task_curves",
            "expected_random_curve", "summarize", "summary_table_markdown", "write_outputs", "write_results", "suggest_overhead",
            "REPORT_AT", "RESULT_COLUMNS"]
 
@@ -298,10 +298,7 @@ def run_benchmark(data: BenchmarkData, strategies: Sequence[str], budget: int, s
             _settings_grid(name, grid)  # a strategy without a grid fails here, before any work
     fold_list = folds(data.tasks, holdout, splits=splits)
     kw = strategy_kwargs or {}
-    pairs = [(f, name) for f in range(len(fold_list)) for name in strategies]  # the order of the rows
-    units = [{"index": i, "fold": f, "folds": len(fold_list), "name": name, "train": list(fold_list[f][0]),
-              "held": list(fold_list[f][1]), "settings": dict(kw.get(name, {})), "nested": name in nested,
-              "grid": nested.get(name), "budget": budget, "seeds": seeds} for i, (f, name) in enumerate(pairs)]
+    units = make_units(fold_list, strategies, budget, seeds, kw, nested)
     client = connect_scheduler(scheduler) if scheduler is not None else None
     distributed = client is not None or workers > 1
     if distributed:  # longest first, so that no long unit starts last; the order never changes a result
@@ -325,7 +322,7 @@ def run_benchmark(data: BenchmarkData, strategies: Sequence[str], budget: int, s
         bar.close()
         if client is not None:
             client.close()
-    ordered = _join_parts(done, len(pairs))  # folds, then strategies: the order of a 1-process run
+    ordered = _join_parts(done, len(fold_list) * len(strategies))  # folds, then strategies: the order of a 1-process run
     res = pd.DataFrame([row for u in ordered for row in u["rows"]], columns=RESULT_COLUMNS)
     times = {s: [t for u in ordered if u["name"] == s for t in u["times"]] for s in strategies}
     selected: dict[str, list[dict[str, Any]]] = {}
@@ -372,6 +369,17 @@ def replay_unit(unit: dict[str, Any], data: BenchmarkData) -> dict[str, Any]:
                 rows += [(name, task, seed, k + 1, shown[k], reg[k]) for k in range(len(reg))]
     return {"index": unit["index"], "part": unit.get("part", 0), "name": name, "train": len(train), "rows": rows,
             "times": times, "selection": selection, "runs": len(held) * unit["seeds"]}
+
+
+def make_units(fold_list: list[tuple[list[str], list[str]]], strategies: Sequence[str], budget: int, seeds: int,
+               strategy_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+               nested: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The (fold, strategy) units of a benchmark, in the order of its rows (see :func:`replay_unit`)."""
+    kw, nested = strategy_kwargs or {}, nested or {}
+    pairs = [(f, name) for f in range(len(fold_list)) for name in strategies]
+    return [{"index": i, "fold": f, "folds": len(fold_list), "name": name, "train": list(fold_list[f][0]),
+             "held": list(fold_list[f][1]), "settings": dict(kw.get(name, {})), "nested": name in nested,
+             "grid": nested.get(name), "budget": budget, "seeds": seeds} for i, (f, name) in enumerate(pairs)]
 
 
 #: On Dask workers, a (fold, strategy) unit whose replays are estimated to take more than SPLIT_REPLAY_S seconds is

@@ -37,10 +37,7 @@ def main() -> None:
 
     m = default_metadataset("digits")
     data = bm.prepare(m.trials, space=m.space, task_features=m.tasks.set_index("task") if "task" in m.tasks else m.tasks)
-    fl = bm.folds(data.tasks, b["holdout"])
-    units = [{"index": i, "fold": f, "folds": len(fl), "name": n, "train": list(fl[f][0]), "held": list(fl[f][1]),
-              "settings": {}, "nested": False, "grid": None, "budget": b["budget"], "seeds": b["seeds"]}
-             for i, (f, n) in enumerate((f, n) for f in range(len(fl)) for n in b["strategies"])]
+    units = bm.make_units(bm.folds(data.tasks, b["holdout"]), b["strategies"], b["budget"], b["seeds"])
     units = sorted(bm._split_units(units), key=lambda u: -bm._unit_cost(u))
     sums = {}
     for w in (1, b["workers"]):

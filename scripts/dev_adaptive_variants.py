@@ -43,21 +43,19 @@ class _BoxSession(_AdaptiveSession):
     def pool(self, n_random: int = 1024):
         if not self.box or self.open is None:
             return super().pool(n_random)
-        B = self.meta.best_points()
-        lo, hi = B.min(0), B.max(0)
-        draws = lo + (hi - lo) * self.rng.random((512, self.space.dim))
-        if getattr(self, "_tree", None) is None:
+        if getattr(self, "_tree", None) is None:  # the box and the candidates' tree are the same all session
+            B = self.meta.best_points()
+            self._box = B.min(0), B.max(0)
+            self._in_box = np.all((self.cand_X >= self._box[0] - 1e-9) & (self.cand_X <= self._box[1] + 1e-9), axis=1)
             self._tree = cKDTree(self.cand_X)
+        lo, hi = self._box
+        draws = lo + (hi - lo) * self.rng.random((512, self.space.dim))
         _, nn = self._tree.query(draws, k=min(len(self.cand_X), 16))
         near = []
         for i, row in enumerate(np.atleast_2d(nn)):
-            row = row[self.open[row]]
-            if not len(row):  # the 16 nearest were all tried: the nearest open one
-                row = np.flatnonzero(self.open)
-                row = row[[((self.cand_X[row] - draws[i]) ** 2).sum(1).argmin()]]
-            near.append(row[0])
-        inside = np.flatnonzero(self.open & np.all((self.cand_X >= lo - 1e-9) & (self.cand_X <= hi + 1e-9), axis=1))
-        idx = np.unique(np.concatenate([near, inside]).astype(int))
+            row = row[self.open[row]]  # the 16 nearest that are open, else the nearest open one
+            near.append(row[0] if len(row) else self._nearest_open(draws[i]))
+        idx = np.unique(np.concatenate([near, np.flatnonzero(self.open & self._in_box)]).astype(int))
         return self.cand_X[idx], idx
 
 

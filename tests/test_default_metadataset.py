@@ -66,7 +66,7 @@ def test_rows_recompute_from_scratch(tables):
             assert (res["objective"], res["test_objective"], res["curve"]) == \
                 (row["objective"], row["test_objective"], list(row["curve"]))
             np.testing.assert_array_equal(res["val_loss"], row["val_loss_curve"])
-        if row["config_id"] == 23 and row["task"] == "digits-003":
+        if row.name in unstable.index:
             continue  # the unstable row: only exact kernels bring it back
         assert abs(res["objective"] - row["objective"]) <= 1.0 / n_val + 1e-12
         assert len(res["curve"]) == len(row["curve"])
