@@ -43,7 +43,7 @@ REPORT_AT = (1, 5, 10, 25, 50)
 __all__ = ["BenchmarkData", "BenchmarkError", "BenchmarkResult", "prepare", "split_columns", "folds", "run_seed",
            "drive", "replay", "regret_curve", "expected_random_regret", "equivalent_random_trials", "task_bootstrap",
            "check_strategies", "select_settings", "run_benchmark", "make_units", "replay_unit", "merge_results", "per_task_curves",
-           "expected_random_curve", "summarize", "summary_table_markdown", "write_outputs", "write_results", "suggest_overhead",
+           "expected_random_curve", "summarize", "summary_table_markdown", "paired_comparison", "comparison_markdown", "write_outputs", "write_results", "suggest_overhead",
            "REPORT_AT", "RESULT_COLUMNS"]
 
 
@@ -576,6 +576,83 @@ def summary_table_markdown(summary: dict[str, Any]) -> str:
         chosen = sorted({json.dumps(f["settings"], sort_keys=True) for f in folds_})
         lines += ["", f"`{name}`: settings chosen by nested cross-validation (inner leave-one-task-out on each fold's "
                   f"meta-train tasks): {'; '.join(chosen)} ({len(folds_)} fold(s))."]
+    return "\n".join(lines)
+
+
+def paired_comparison(res: pd.DataFrame, strategy: str, against: Sequence[str] | None = None,
+                      budgets: Sequence[int] | None = None, best_of: bool = False, only_best: bool = False,
+                      level: float = 0.95) -> pd.DataFrame:
+    """Is ``strategy`` lower in regret than each of ``against``, task by task? A paired comparison on one
+    benchmark's ``results.csv``.
+
+    Tasks are the unit, as in the summary's intervals: a strategy's regret on a task is averaged over seeds
+    first; the difference (``strategy`` minus the other; negative: ``strategy`` is better) is then averaged
+    over tasks, with a percentile bootstrap interval over tasks of the paired differences
+    (:func:`task_bootstrap`). ``wins`` / ``ties`` / ``losses`` count the tasks where ``strategy`` is lower /
+    equal (within 1e-12) / higher.
+
+    Args:
+        res: rows of :data:`RESULT_COLUMNS` (one benchmark run: every strategy on the same tasks and seeds).
+        strategy: the strategy compared.
+        against: the others (default: every other strategy in ``res``, in its order).
+        budgets: the trial counts compared (default: :data:`REPORT_AT` up to the longest run).
+        best_of: add, at each budget, a row against the best of ``against`` there (the one with the lowest
+            mean regret, named in ``other``). Chosen on these same results, so that comparison favours the others.
+        only_best: with ``best_of``, only those rows.
+        level: interval level.
+
+    Returns:
+        One row per (budget, other): ``budget``, ``other``, ``regret`` (``strategy``'s mean), ``regret_other``,
+        ``difference``, ``ci_low``, ``ci_high``, ``wins``, ``ties``, ``losses``, ``tasks`` and ``verdict``
+        (``lower`` or ``higher`` where the interval excludes 0, else ``no difference shown``).
+    """
+    missing = [c for c in RESULT_COLUMNS if c not in res.columns]
+    if missing:
+        raise BenchmarkError(f"results: missing column(s) {missing} (expected a results.csv of benchmark)")
+    names = list(dict.fromkeys(res["strategy"]))
+    if strategy not in names:
+        raise BenchmarkError(f"strategy '{strategy}' is not in the results (they hold: {', '.join(names)})")
+    others = [n for n in names if n != strategy] if against is None else list(against)
+    unknown = [n for n in others if n not in names]
+    if unknown:
+        raise BenchmarkError(f"against: '{unknown[0]}' is not in the results (they hold: {', '.join(names)})")
+    if not others or strategy in others:
+        raise BenchmarkError("against: name at least one strategy other than the one compared")
+    longest = int(res["trial"].max())
+    budgets = [k for k in REPORT_AT if k <= longest] if budgets is None else [int(k) for k in budgets]
+    if not budgets or min(budgets) < 1 or max(budgets) > longest:
+        raise BenchmarkError(f"budgets: each must be between 1 and {longest} (the longest run), got {budgets}")
+    curves = per_task_curves(res.assign(task=res["task"].astype(str)), "normalized_regret", longest)
+    tasks = curves[strategy].index
+    for n in others:
+        if not curves[n].index.equals(tasks):
+            raise BenchmarkError(f"strategy '{n}' ran on other tasks than '{strategy}' "
+                                 f"({sorted(set(curves[n].index) ^ set(tasks))[:3]}); compare runs of one benchmark")
+    rows = []
+    for k in budgets:
+        mine = curves[strategy][k].to_numpy()
+        pairs = [(n, curves[n][k].to_numpy()) for n in others]
+        if best_of and len(others) > 1:
+            n_best, v_best = min(pairs, key=lambda p: np.nanmean(p[1]))
+            pairs = ([] if only_best else pairs) + [(f"best of others: {n_best}", v_best)]
+        for n, theirs in pairs:
+            d = mine - theirs
+            lo, hi = task_bootstrap(d[:, None], level)
+            rows.append({"budget": k, "other": n, "regret": float(np.mean(mine)), "regret_other": float(np.mean(theirs)),
+                         "difference": float(np.mean(d)), "ci_low": float(lo[0]), "ci_high": float(hi[0]),
+                         "wins": int((d < -1e-12).sum()), "ties": int((np.abs(d) <= 1e-12).sum()),
+                         "losses": int((d > 1e-12).sum()), "tasks": len(d),
+                         "verdict": "lower" if hi[0] < 0 else "higher" if lo[0] > 0 else "no difference shown"})
+    return pd.DataFrame(rows)
+
+
+def comparison_markdown(table: pd.DataFrame, strategy: str) -> str:
+    """A :func:`paired_comparison` table as Markdown."""
+    lines = [f"| trial | other | `{strategy}` | other's | difference [95% interval] | tasks lower / equal / higher | verdict |",
+             "|---|---|---|---|---|---|---|"]
+    for r in table.itertuples(index=False):
+        lines.append(f"| {r.budget} | `{r.other}` | {r.regret:.4f} | {r.regret_other:.4f} | {r.difference:+.4f} "
+                     f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}] | {r.wins} / {r.ties} / {r.losses} | {r.verdict} |")
     return "\n".join(lines)
 
 

@@ -149,6 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler, e.g. tcp://host:8786")
     p.add_argument("--no-progress", action="store_true")
 
+    p = sub.add_parser("compare", help="paired comparison of one strategy with others on a benchmark's results.csv "
+                       "(differences per task, bootstrap interval over tasks)")
+    p.add_argument("--results", required=True, help="results.csv of one benchmark run (or its folder)")
+    p.add_argument("--strategy", required=True, help="the strategy compared")
+    p.add_argument("--against", default=None, help="comma-separated strategies to compare it with (default: all others)")
+    p.add_argument("--best-of", action="store_true", help="also compare with the best of the others at each budget "
+                   "(chosen on these results, so in their favour)")
+    p.add_argument("--only-best", action="store_true", help="with --best-of: only those rows")
+    p.add_argument("--budgets", default=None, help="comma-separated trial counts (default: 1,5,10,25,50 up to the budget)")
+    p.add_argument("--out", default=None, help="also write the table as Markdown to this file")
+
     p = sub.add_parser("crossdomain", help="transfer across domains: one strategy fitted on the target domain, the "
                        "other domain, or both, replayed on the target's meta-test tasks")
     p.add_argument("--target", default=None, help="target meta-dataset (exported folder or store; default: the committed text one)")
@@ -437,6 +448,33 @@ def _configs(text: str) -> int | str:
     return "all" if text == "all" else _positive(text)
 
 
+def _cmd_compare(a: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .benchmark import comparison_markdown, paired_comparison
+
+    check_output(a.out, "--out", "file")
+    path = Path(a.results)
+    path = path / "results.csv" if path.is_dir() else path
+    try:
+        res = pd.read_csv(path)
+    except (OSError, ValueError) as err:
+        raise CliError(f"--results {a.results}: cannot read ({err})") from None
+    try:
+        budgets = [int(b) for b in _names(a.budgets)] or None
+    except ValueError:
+        raise CliError(f"--budgets {a.budgets!r}: expected comma-separated whole numbers") from None
+    if a.only_best and not a.best_of:
+        raise CliError("--only-best needs --best-of")
+    table = paired_comparison(res, a.strategy, _names(a.against) or None, budgets, best_of=a.best_of,
+                              only_best=a.only_best)
+    text = comparison_markdown(table, a.strategy)
+    print(text)
+    if a.out:
+        Path(a.out).write_text(text + "\n")
+    return 0
+
+
 def _cmd_hpobench(a: argparse.Namespace) -> int:
     from .external import external_benchmark
     from .metadataset import TableError
@@ -700,7 +738,7 @@ def _cmd_figures(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"figures": _cmd_figures, "from-optuna": _cmd_from_optuna, "tune": _cmd_tune, "perf": _cmd_perf,
+COMMANDS = {"compare": _cmd_compare, "figures": _cmd_figures, "from-optuna": _cmd_from_optuna, "tune": _cmd_tune, "perf": _cmd_perf,
             "benchmark": _cmd_benchmark, "crossdomain": _cmd_crossdomain, "hpobench": _cmd_hpobench, "suite": _cmd_suite, "collect": _cmd_collect,
             "export": _cmd_export, "reproduce": _cmd_reproduce}
 

@@ -1,6 +1,7 @@
 """Development numbers of the default strategy (issue 16): adaptive-portfolio with its model phase chosen
 in fit (``model_from="auto"``) and fixed at 4, 10 or never, its model phase restricted to the learned box
-(``ap-box``, or chosen by the fit's check: ``ap-boxcv``), plus reference strategies, replayed on one table.
+(``ap-box``, or chosen by the fit's check: ``ap-boxcv``), in a TuRBO trust region (``ap-tr``), or with the box
+as a regressor of its prior mean (``ap-boxfeat``, ``ap-boxdist``), plus reference strategies, replayed on one table.
 
     python scripts/dev_adaptive_variants.py TABLE STRATEGIES SEEDS OUT.csv
     python scripts/dev_adaptive_variants.py TABLE --choices STRATEGY    # the hand-over its fit chose per fold
@@ -23,9 +24,11 @@ from scipy.spatial import cKDTree
 
 from metahpo_utils.benchmark import run_benchmark
 from metahpo_utils.benchmark_data import prepare
-from metahpo_utils.space import load_space
+from metahpo_utils.space import CategoricalDistribution, load_space
 from metahpo_utils.strategies import STRATEGIES
+from metahpo_utils.strategies.gp import GaussianProcess
 from metahpo_utils.strategies.meta import AdaptivePortfolioStrategy, _AdaptiveSession
+from metahpo_utils.strategies.surrogates import expected_improvement, standardize
 from metahpo_utils.tables import default_metadataset
 
 VARIANTS = {"ap-m4": {"model_from": 4}, "ap-m10": {"model_from": 10}, "ap-none": {"model_from": None}}
@@ -78,6 +81,127 @@ class BoxVariant(AdaptivePortfolioStrategy):
 
 STRATEGIES["ap-box"] = BoxVariant
 STRATEGIES["ap-boxcv"] = functools.partial(BoxVariant, cv=True)
+
+
+# ---- Tried for issue 16 in a later session, not adopted: a trust region, and the box as a learned regressor
+#: TuRBO's constants (Eriksson et al. 2019), fixed in advance: side length start / max / min, successes to grow
+TR_L_INIT, TR_L_MAX, TR_L_MIN, TR_SUCC_TOL = 0.8, 1.6, 0.5 ** 7, 3
+
+
+class _TRSession(_AdaptiveSession):
+    """``ap-tr``: the model phase's GP chooses only inside a TuRBO trust region around the task's incumbent
+    (numeric hyperparameters within half the side length on the unit encoding; categorical ones differing in at
+    most max(1, round(L/2 x their count))); the side doubles after 3 improvements in a row, halves after
+    max(4, d) failures in a row, restarts below 0.5^7."""
+
+    def _length(self, y: np.ndarray) -> float:
+        L, succ, fail = TR_L_INIT, 0, 0
+        start = self.model_from or len(y)
+        best = y[:start].max() if start else -np.inf
+        for v in y[start:]:
+            succ, fail = (succ + 1, 0) if v > best + 1e-3 * abs(best) else (0, fail + 1)
+            best = max(best, v)
+            if succ == TR_SUCC_TOL:
+                L, succ = min(2 * L, TR_L_MAX), 0
+            if fail == max(4, self.space.dim):
+                L, fail = L / 2, 0
+            if L < TR_L_MIN:
+                L = TR_L_INIT
+        return L
+
+    def pool(self, n_random: int = 1024):
+        X, y = self.observed()
+        if self.open is None or not len(y):
+            return super().pool(n_random)
+        L, inc, cat = self._length(y), X[int(np.argmax(y))], _categorical(self.space)
+        idx = np.flatnonzero(self.open)
+        C = self.cand_X[idx]
+        ok = np.all(np.abs(C[:, ~cat] - inc[~cat]) <= L / 2 + 1e-9, axis=1)
+        if cat.any():
+            ok &= (~np.isclose(C[:, cat], inc[cat])).sum(1) <= max(1, round(L / 2 * cat.sum()))
+        return (C[ok], idx[ok]) if ok.any() else (C, idx)
+
+
+def _categorical(space) -> np.ndarray:
+    return np.array([isinstance(d, CategoricalDistribution) for d in space.params.values()])
+
+
+def _choice_index(space, j: int, v: np.ndarray) -> np.ndarray:
+    k = len(list(space.params.values())[j].choices)
+    return np.minimum((np.clip(v, 0, 1) * k).astype(int), k - 1)
+
+
+def in_box_fraction(space, B: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Per row of ``X`` (encoded), the fraction of hyperparameters inside the box of the rows of ``B`` (a numeric
+    one: the interval; a categorical one: the set of choices seen, as Syne Tune's BoundingBox)."""
+    cat = _categorical(space)
+    inside = [np.isin(_choice_index(space, j, X[:, j]), np.unique(_choice_index(space, j, B[:, j]))) if cat[j]
+              else (X[:, j] >= B[:, j].min() - 1e-9) & (X[:, j] <= B[:, j].max() + 1e-9) for j in range(space.dim)]
+    return np.mean(inside, axis=0)
+
+
+def minus_box_distance(space, B: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Minus the root-mean-square over hyperparameters of how far a row of ``X`` lies outside the box (numeric:
+    beyond the interval on the unit encoding; categorical: 1 for a choice not seen)."""
+    cat = _categorical(space)
+    d = [(~np.isin(_choice_index(space, j, X[:, j]), np.unique(_choice_index(space, j, B[:, j])))).astype(float)
+         if cat[j] else np.maximum(0.0, np.maximum(B[:, j].min() - X[:, j], X[:, j] - B[:, j].max()))
+         for j in range(space.dim)]
+    return -np.sqrt(np.mean(np.square(d), axis=0))
+
+
+class _BoxFeatSession(_AdaptiveSession):
+    """``ap-boxfeat`` / ``ap-boxdist``: the model phase's prior mean regresses the task's standardized values on
+    the weighted meta-train tasks' values (slope kept >= 0, as the default) **and** on a box feature
+    (:func:`in_box_fraction` or :func:`minus_box_distance`; its coefficient free): the task's own results say
+    how much to trust the box of the meta-train tasks' bests."""
+
+    feature = staticmethod(in_box_fraction)
+
+    def _propose(self):
+        X, y = self.observed()
+        if not self._model_phase(y) or self._guarded(X, y):
+            return super()._propose()
+        w, _ = self._task_weights(X, y)
+        pts, idx = self.pool()
+        V_pts = self.V[:, idx] if idx is not None else self.meta.values_matrix(pts, self.utility)
+        B = self.meta.best_points()
+        R_obs = np.column_stack([w @ self._values_obs(X), self.feature(self.space, B, X)])
+        R_pts = np.column_stack([w @ V_pts, self.feature(self.space, B, pts)])
+        z = standardize(y)
+        A = np.column_stack([np.ones(len(z)), R_obs])
+        coef = np.linalg.solve(A.T @ A + 1e-3 * np.eye(3), A.T @ z)
+        if coef[1] <= 0:  # the meta-train tasks order these results the wrong way: no transfer from them
+            A2 = A[:, [0, 2]]
+            c2 = np.linalg.solve(A2.T @ A2 + 1e-3 * np.eye(2), A2.T @ z)
+            coef = np.array([c2[0], 0.0, c2[1]])
+        refit = self._kernel is None or len(y) >= 1.2 * self._kernel_n
+        gp = GaussianProcess().fit(self.space.model_inputs(X), z - A @ coef, self.space.model_blocks,
+                                   None if refit else self._kernel)
+        if refit:
+            self._kernel, self._kernel_n = gp.params, len(y)
+        mu, sd = gp.predict(self.space.model_inputs(pts))
+        self.prior_fit = {"intercept": coef[0], "slope": coef[1], "box": coef[2]}
+        return self._choose(expected_improvement(np.column_stack([np.ones(len(pts)), R_pts]) @ coef + mu, sd, z.max()),
+                            pts, idx)
+
+
+class _BoxDistSession(_BoxFeatSession):
+    feature = staticmethod(minus_box_distance)
+
+
+def _variant(session_class):
+    class Variant(AdaptivePortfolioStrategy):
+        def _session(self, space, task_features, candidates, seed, model_from):
+            s = super()._session(space, task_features, candidates, seed, model_from)
+            s.__class__ = session_class
+            return s
+    return Variant
+
+
+STRATEGIES["ap-tr"] = _variant(_TRSession)
+STRATEGIES["ap-boxfeat"] = _variant(_BoxFeatSession)
+STRATEGIES["ap-boxdist"] = _variant(_BoxDistSession)
 
 
 def load(name: str):

@@ -17,7 +17,7 @@ def run(args, env, timeout=300):
 
 
 @pytest.mark.parametrize("cmd", ["suite", "collect", "export", "reproduce", "tune", "from-optuna", "benchmark", "perf",
-                                 "crossdomain"])
+                                 "crossdomain", "compare"])
 def test_help(cmd, capsys):
     with pytest.raises(SystemExit) as ex:
         main([cmd, "--help"])
