@@ -1,7 +1,8 @@
 """Development numbers of the default strategy (issue 16): adaptive-portfolio with its model phase chosen
 in fit (``model_from="auto"``) and fixed at 4, 10 or never, its model phase restricted to the learned box
-(``ap-box``, or chosen by the fit's check: ``ap-boxcv``), in a TuRBO trust region (``ap-tr``), or with the box
-as a regressor of its prior mean (``ap-boxfeat``, ``ap-boxdist``), plus reference strategies, replayed on one table.
+(``ap-box``, or chosen by the fit's check: ``ap-boxcv``), in a TuRBO trust region (``ap-tr``), on learned
+categorical coordinates (``ap-embed``), or with the box as a regressor of its prior mean (``ap-boxfeat``,
+``ap-boxdist``), plus reference strategies, replayed on one table.
 
     python scripts/dev_adaptive_variants.py TABLE STRATEGIES SEEDS OUT.csv
     python scripts/dev_adaptive_variants.py TABLE --choices STRATEGY    # the hand-over its fit chose per fold
@@ -202,6 +203,94 @@ def _variant(session_class):
 STRATEGIES["ap-tr"] = _variant(_TRSession)
 STRATEGIES["ap-boxfeat"] = _variant(_BoxFeatSession)
 STRATEGIES["ap-boxdist"] = _variant(_BoxDistSession)
+
+
+# ---- Tried for issue 16: a meta-learned distance between the choices of a categorical hyperparameter
+def choice_embeddings(meta, space) -> dict[int, np.ndarray]:
+    """Per categorical hyperparameter with more than two choices, coordinates of its choices learned from the
+    meta-train tasks: the distance of choices a and b is the mean |difference in normalized value| between two
+    configurations of one task that differ only in that hyperparameter (a -> b with everything else kept),
+    embedded by classical multidimensional scaling and scaled to a mean distance of 1 (as one-hot's). A
+    hyperparameter with a pair of choices never swapped that way keeps one-hot."""
+    out = {}
+    cat = _categorical(space)
+    for j in np.flatnonzero(cat):
+        k = len(list(space.params.values())[j].choices)
+        if k <= 2:
+            continue
+        S, N = np.zeros((k, k)), np.zeros((k, k))
+        for t in range(meta.n_tasks):
+            X, y = meta.X[t], meta.yn[t]
+            c = _choice_index(space, j, X[:, j])
+            rest = np.round(np.delete(X, j, axis=1), 9)
+            _, g = np.unique(rest, axis=0, return_inverse=True)
+            order = np.argsort(g, kind="stable")
+            bounds = np.flatnonzero(np.diff(g[order])) + 1
+            for grp in np.split(order, bounds):
+                if len(grp) < 2:
+                    continue
+                a, b = np.triu_indices(len(grp), 1)
+                ca, cb, d = c[grp][a], c[grp][b], np.abs(y[grp][a] - y[grp][b])
+                np.add.at(S, (ca, cb), d)
+                np.add.at(S, (cb, ca), d)
+                np.add.at(N, (ca, cb), 1)
+                np.add.at(N, (cb, ca), 1)
+        off = ~np.eye(k, dtype=bool)
+        if (N[off] == 0).any():
+            continue
+        D = np.where(off, S / np.maximum(N, 1), 0.0)
+        J = np.eye(k) - 1.0 / k
+        lam, V = np.linalg.eigh(-0.5 * J @ (D ** 2) @ J)
+        coords = V[:, lam > 1e-12] * np.sqrt(lam[lam > 1e-12])
+        dist = np.sqrt(((coords[:, None] - coords[None]) ** 2).sum(-1))
+        if dist[off].mean() <= 0:
+            continue
+        out[int(j)] = coords / dist[off].mean()
+    return out
+
+
+class _EmbeddedSpace:
+    """The search space with model inputs where a categorical hyperparameter's choices sit at learned coordinates."""
+
+    def __init__(self, space, emb: dict[int, np.ndarray]):
+        self._space, self._emb = space, emb
+
+    def __getattr__(self, name):
+        return getattr(self._space, name)
+
+    def model_inputs(self, X):
+        X = np.asarray(X, dtype=float).reshape(-1, self._space.dim)
+        plain = self._space.model_inputs(X)
+        blocks = self._space.model_blocks
+        cols = []
+        for j in range(self._space.dim):
+            cols.append(self._emb[j][_choice_index(self._space, j, X[:, j])] if j in self._emb else plain[:, blocks == j])
+        return np.hstack(cols)
+
+    @property
+    def model_blocks(self):
+        blocks = self._space.model_blocks
+        return np.concatenate([np.full(self._emb[j].shape[1], j) if j in self._emb else blocks[blocks == j]
+                               for j in range(self._space.dim)])
+
+
+class _EmbedSession(_AdaptiveSession):
+    """``ap-embed``: the default, with the model phase's GP on :func:`choice_embeddings` inputs."""
+
+    def _propose(self):
+        X, y = self.observed()
+        if not self._model_phase(y) or self._guarded(X, y):
+            return super()._propose()
+        if not hasattr(self.meta, "_choice_emb"):
+            self.meta._choice_emb = choice_embeddings(self.meta, self.space)
+        space, self.space = self.space, _EmbeddedSpace(self.space, self.meta._choice_emb)
+        try:
+            return super()._propose()
+        finally:
+            self.space = space
+
+
+STRATEGIES["ap-embed"] = _variant(_EmbedSession)
 
 
 def load(name: str):
