@@ -1,8 +1,8 @@
 """Development numbers of the default strategy (issue 16): adaptive-portfolio with its model phase chosen
 in fit (``model_from="auto"``) and fixed at 4, 10 or never, its model phase restricted to the learned box
 (``ap-box``, or chosen by the fit's check: ``ap-boxcv``), in a TuRBO trust region (``ap-tr``), on learned
-categorical coordinates (``ap-embed``), or with the box as a regressor of its prior mean (``ap-boxfeat``,
-``ap-boxdist``), plus reference strategies, replayed on one table.
+categorical coordinates (``ap-embed``), with the box as a regressor of its prior mean (``ap-boxfeat``,
+``ap-boxdist``), or hedged with BoundingBox's draws (``ap-hedge``), plus reference strategies, replayed on one table.
 
     python scripts/dev_adaptive_variants.py TABLE STRATEGIES SEEDS OUT.csv
     python scripts/dev_adaptive_variants.py TABLE --choices STRATEGY    # the hand-over its fit chose per fold
@@ -291,6 +291,21 @@ class _EmbedSession(_AdaptiveSession):
 
 
 STRATEGIES["ap-embed"] = _variant(_EmbedSession)
+
+
+class _HedgeSession(_AdaptiveSession):
+    """``ap-hedge``: after the hand-over every third proposal is BoundingBox's (a uniform draw in the box of the
+    meta-train tasks' bests on the unit encoding, snapped to the nearest open candidate), the others the GP's."""
+
+    def _propose(self):
+        X, y = self.observed()
+        if self._model_phase(y) and not self._guarded(X, y) and (len(y) - self.model_from) % 3 == 2:
+            B = self.meta.best_points()
+            return B.min(0) + (B.max(0) - B.min(0)) * self.rng.random(self.space.dim)
+        return super()._propose()
+
+
+STRATEGIES["ap-hedge"] = _variant(_HedgeSession)
 
 
 def load(name: str):
