@@ -604,7 +604,9 @@ def paired_comparison(res: pd.DataFrame, strategy: str, against: Sequence[str] |
     Returns:
         One row per (budget, other): ``budget``, ``other``, ``regret`` (``strategy``'s mean), ``regret_other``,
         ``difference``, ``ci_low``, ``ci_high``, ``wins``, ``ties``, ``losses``, ``tasks`` and ``verdict``
-        (``lower`` or ``higher`` where the interval excludes 0, else ``no difference shown``).
+        (``lower`` or ``higher`` where the interval excludes 0, else ``no difference shown``). A task where either
+        strategy has a run that stopped before the budget is left out of that row (``tasks`` counts the rest;
+        none left: NaN and ``n/a``).
     """
     missing = [c for c in RESULT_COLUMNS if c not in res.columns]
     if missing:
@@ -636,23 +638,32 @@ def paired_comparison(res: pd.DataFrame, strategy: str, against: Sequence[str] |
             n_best, v_best = min(pairs, key=lambda p: np.nanmean(p[1]))
             pairs = ([] if only_best else pairs) + [(f"best of others: {n_best}", v_best)]
         for n, theirs in pairs:
-            d = mine - theirs
-            lo, hi = task_bootstrap(d[:, None], level)
-            rows.append({"budget": k, "other": n, "regret": float(np.mean(mine)), "regret_other": float(np.mean(theirs)),
-                         "difference": float(np.mean(d)), "ci_low": float(lo[0]), "ci_high": float(hi[0]),
+            both = ~(np.isnan(mine) | np.isnan(theirs))  # a run that stopped before k has no regret there
+            d = mine[both] - theirs[both]
+            lo, hi = task_bootstrap(d[:, None], level) if len(d) else (np.full(1, np.nan), np.full(1, np.nan))
+            rows.append({"budget": k, "other": n, "regret": _mean(mine[both]), "regret_other": _mean(theirs[both]),
+                         "difference": _mean(d), "ci_low": float(lo[0]), "ci_high": float(hi[0]),
                          "wins": int((d < -1e-12).sum()), "ties": int((np.abs(d) <= 1e-12).sum()),
                          "losses": int((d > 1e-12).sum()), "tasks": len(d),
-                         "verdict": "lower" if hi[0] < 0 else "higher" if lo[0] > 0 else "no difference shown"})
+                         "verdict": "n/a" if not len(d) else "lower" if hi[0] < 0 else "higher" if lo[0] > 0
+                         else "no difference shown"})
     return pd.DataFrame(rows)
 
 
+def _mean(x: np.ndarray) -> float:
+    return float(np.mean(x)) if len(x) else float("nan")
+
+
 def comparison_markdown(table: pd.DataFrame, strategy: str) -> str:
-    """A :func:`paired_comparison` table as Markdown."""
+    """A :func:`paired_comparison` table as Markdown (``n/a`` where no task had both runs that long)."""
+    def f(x: float, fmt: str = ".4f") -> str:
+        return "n/a" if np.isnan(x) else format(x, fmt)
+
     lines = [f"| trial | other | `{strategy}` | other's | difference [95% interval] | tasks lower / equal / higher | verdict |",
              "|---|---|---|---|---|---|---|"]
     for r in table.itertuples(index=False):
-        lines.append(f"| {r.budget} | `{r.other}` | {r.regret:.4f} | {r.regret_other:.4f} | {r.difference:+.4f} "
-                     f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}] | {r.wins} / {r.ties} / {r.losses} | {r.verdict} |")
+        lines.append(f"| {r.budget} | `{r.other}` | {f(r.regret)} | {f(r.regret_other)} | {f(r.difference, '+.4f')} "
+                     f"[{f(r.ci_low, '+.4f')}, {f(r.ci_high, '+.4f')}] | {r.wins} / {r.ties} / {r.losses} | {r.verdict} |")
     return "\n".join(lines)
 
 

@@ -85,3 +85,17 @@ def test_cli_prints_and_writes_the_table_and_refuses_a_bad_file(tmp_path, capsys
     assert main(["compare", "--results", str(tmp_path / "bad.csv"), "--strategy", "a"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing column(s)" in err[0]
+
+
+def test_a_run_that_stopped_early_leaves_its_task_out_of_the_later_budgets():
+    res = results({"a": np.array([0.1, 0.2, 0.3]), "b": np.array([0.2, 0.3, 0.4])})
+    res = res[~((res.strategy == "b") & (res.task == "t2") & (res.seed == 1) & (res.trial > 5))]  # stopped at 5
+    t = paired_comparison(res, "a", budgets=[5, 10]).set_index("budget")
+    assert t.loc[5, "tasks"] == 3 and t.loc[10, "tasks"] == 2
+    assert t.loc[10, "difference"] == pytest.approx(-0.1) and t.loc[10, "regret_other"] == pytest.approx(0.2505)
+    gone = res[~((res.strategy == "b") & (res.trial > 5))]  # every run of b stopped at 5
+    row = paired_comparison(gone, "a", budgets=[10]).iloc[0]
+    assert row["tasks"] == 0 and row["verdict"] == "n/a" and np.isnan(row["difference"])
+    from metahpo_utils.benchmark import comparison_markdown
+    assert "| 10 | `b` | n/a | n/a | n/a [n/a, n/a] | 0 / 0 / 0 | n/a |" in comparison_markdown(
+        paired_comparison(gone, "a", budgets=[10]), "a")
