@@ -2,7 +2,8 @@
 in fit (``model_from="auto"``) and fixed at 4, 10 or never, its model phase restricted to the learned box
 (``ap-box``, or chosen by the fit's check: ``ap-boxcv``), in a TuRBO trust region (``ap-tr``), on learned
 categorical coordinates (``ap-embed``), with the box as a regressor of its prior mean (``ap-boxfeat``,
-``ap-boxdist``), or hedged with BoundingBox's draws (``ap-hedge``), plus reference strategies, replayed on one table.
+``ap-boxdist``), hedged with BoundingBox's draws (``ap-hedge``), or on the Gaussian copula of the task's values
+(``ap-copula``), plus reference strategies, replayed on one table.
 
     python scripts/dev_adaptive_variants.py TABLE STRATEGIES SEEDS OUT.csv
     python scripts/dev_adaptive_variants.py TABLE --choices STRATEGY    # the hand-over its fit chose per fold
@@ -306,6 +307,29 @@ class _HedgeSession(_AdaptiveSession):
 
 
 STRATEGIES["ap-hedge"] = _variant(_HedgeSession)
+
+
+def copula(y: np.ndarray) -> np.ndarray:
+    """Gaussian copula of ``y``: the normal quantile of each value's rank (ties share their mean rank)."""
+    from scipy.stats import norm, rankdata
+    return norm.ppf((rankdata(y) - 0.5) / len(y))
+
+
+class _CopulaSession(_AdaptiveSession):
+    """``ap-copula``: the default, with the model phase's GP and prior regression on the Gaussian copula of the
+    task's values instead of their standardization (robust to a few diverged results; Salinas et al. 2020)."""
+
+    def _propose(self):
+        from metahpo_utils.strategies import surrogates
+        saved = surrogates.standardize
+        surrogates.standardize = copula
+        try:
+            return super()._propose()
+        finally:
+            surrogates.standardize = saved
+
+
+STRATEGIES["ap-copula"] = _variant(_CopulaSession)
 
 
 def load(name: str):
