@@ -161,12 +161,16 @@ class SearchSpace:
         cols = []
         for j, dist in enumerate(self.params.values()):
             if isinstance(dist, CategoricalDistribution):
-                k = len(dist.choices)
-                idx = np.minimum((np.clip(X[:, j], 0.0, 1.0) * k).astype(int), k - 1)
-                cols.append(np.eye(k)[idx] / math.sqrt(2.0))
+                cols.append(np.eye(len(dist.choices))[self.choice_indices(X, j)] / math.sqrt(2.0))
             else:
                 cols.append(X[:, j:j + 1])
         return np.hstack(cols)
+
+    def choice_indices(self, X: np.ndarray, j: int) -> np.ndarray:
+        """The index of the choice of categorical hyperparameter ``j`` at each encoded point ``(n, dim)`` -> ``(n,)``
+        (as :meth:`decode` reads it)."""
+        k = len(list(self.params.values())[j].choices)
+        return np.minimum((np.clip(np.asarray(X, dtype=float)[:, j], 0.0, 1.0) * k).astype(int), k - 1)
 
     @property
     def model_blocks(self) -> np.ndarray:

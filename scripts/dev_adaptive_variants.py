@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
+import weakref
 
 import numpy as np
 import pandas as pd
@@ -28,9 +29,7 @@ from metahpo_utils.benchmark import run_benchmark
 from metahpo_utils.benchmark_data import prepare
 from metahpo_utils.space import CategoricalDistribution, load_space
 from metahpo_utils.strategies import STRATEGIES
-from metahpo_utils.strategies.gp import GaussianProcess
 from metahpo_utils.strategies.meta import AdaptivePortfolioStrategy, _AdaptiveSession
-from metahpo_utils.strategies.surrogates import expected_improvement, standardize
 from metahpo_utils.tables import default_metadataset
 
 VARIANTS = {"ap-m4": {"model_from": 4}, "ap-m10": {"model_from": 10}, "ap-none": {"model_from": None}}
@@ -128,64 +127,37 @@ def _categorical(space) -> np.ndarray:
     return np.array([isinstance(d, CategoricalDistribution) for d in space.params.values()])
 
 
-def _choice_index(space, j: int, v: np.ndarray) -> np.ndarray:
-    k = len(list(space.params.values())[j].choices)
-    return np.minimum((np.clip(v, 0, 1) * k).astype(int), k - 1)
+def box_outside(space, B: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """How far each row of ``X`` (encoded) lies outside the box of the rows of ``B``, per hyperparameter ``(d, n)``:
+    a numeric one beyond the interval on the unit encoding, a categorical one 1 for a choice none of ``B`` has (the
+    set of choices seen, as Syne Tune's BoundingBox), 0 inside."""
+    cat = _categorical(space)
+    return np.array([(~np.isin(space.choice_indices(X, j), space.choice_indices(B, j))).astype(float) if cat[j]
+                     else np.maximum(0.0, np.maximum(B[:, j].min() - X[:, j], X[:, j] - B[:, j].max()))
+                     for j in range(space.dim)])
 
 
 def in_box_fraction(space, B: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """Per row of ``X`` (encoded), the fraction of hyperparameters inside the box of the rows of ``B`` (a numeric
-    one: the interval; a categorical one: the set of choices seen, as Syne Tune's BoundingBox)."""
-    cat = _categorical(space)
-    inside = [np.isin(_choice_index(space, j, X[:, j]), np.unique(_choice_index(space, j, B[:, j]))) if cat[j]
-              else (X[:, j] >= B[:, j].min() - 1e-9) & (X[:, j] <= B[:, j].max() + 1e-9) for j in range(space.dim)]
-    return np.mean(inside, axis=0)
+    """Per row of ``X``, the fraction of hyperparameters inside the box of the rows of ``B``."""
+    return np.mean(box_outside(space, B, X) <= 1e-9, axis=0)
 
 
 def minus_box_distance(space, B: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """Minus the root-mean-square over hyperparameters of how far a row of ``X`` lies outside the box (numeric:
-    beyond the interval on the unit encoding; categorical: 1 for a choice not seen)."""
-    cat = _categorical(space)
-    d = [(~np.isin(_choice_index(space, j, X[:, j]), np.unique(_choice_index(space, j, B[:, j])))).astype(float)
-         if cat[j] else np.maximum(0.0, np.maximum(B[:, j].min() - X[:, j], X[:, j] - B[:, j].max()))
-         for j in range(space.dim)]
-    return -np.sqrt(np.mean(np.square(d), axis=0))
+    """Minus the root-mean-square over hyperparameters of how far a row of ``X`` lies outside the box."""
+    return -np.sqrt(np.mean(np.square(box_outside(space, B, X)), axis=0))
 
 
 class _BoxFeatSession(_AdaptiveSession):
     """``ap-boxfeat`` / ``ap-boxdist``: the model phase's prior mean regresses the task's standardized values on
     the weighted meta-train tasks' values (slope kept >= 0, as the default) **and** on a box feature
-    (:func:`in_box_fraction` or :func:`minus_box_distance`; its coefficient free): the task's own results say
-    how much to trust the box of the meta-train tasks' bests."""
+    (:func:`in_box_fraction` or :func:`minus_box_distance`; its coefficient free, ``prior_fit["extra"]``): the
+    task's own results say how much to trust the box of the meta-train tasks' bests."""
 
     feature = staticmethod(in_box_fraction)
 
-    def _propose(self):
-        X, y = self.observed()
-        if not self._model_phase(y) or self._guarded(X, y):
-            return super()._propose()
-        w, _ = self._task_weights(X, y)
-        pts, idx = self.pool()
-        V_pts = self.V[:, idx] if idx is not None else self.meta.values_matrix(pts, self.utility)
+    def _prior_extras(self, X, pts):
         B = self.meta.best_points()
-        R_obs = np.column_stack([w @ self._values_obs(X), self.feature(self.space, B, X)])
-        R_pts = np.column_stack([w @ V_pts, self.feature(self.space, B, pts)])
-        z = standardize(y)
-        A = np.column_stack([np.ones(len(z)), R_obs])
-        coef = np.linalg.solve(A.T @ A + 1e-3 * np.eye(3), A.T @ z)
-        if coef[1] <= 0:  # the meta-train tasks order these results the wrong way: no transfer from them
-            A2 = A[:, [0, 2]]
-            c2 = np.linalg.solve(A2.T @ A2 + 1e-3 * np.eye(2), A2.T @ z)
-            coef = np.array([c2[0], 0.0, c2[1]])
-        refit = self._kernel is None or len(y) >= 1.2 * self._kernel_n
-        gp = GaussianProcess().fit(self.space.model_inputs(X), z - A @ coef, self.space.model_blocks,
-                                   None if refit else self._kernel)
-        if refit:
-            self._kernel, self._kernel_n = gp.params, len(y)
-        mu, sd = gp.predict(self.space.model_inputs(pts))
-        self.prior_fit = {"intercept": coef[0], "slope": coef[1], "box": coef[2]}
-        return self._choose(expected_improvement(np.column_stack([np.ones(len(pts)), R_pts]) @ coef + mu, sd, z.max()),
-                            pts, idx)
+        return self.feature(self.space, B, X)[:, None], self.feature(self.space, B, pts)[:, None]
 
 
 class _BoxDistSession(_BoxFeatSession):
@@ -222,7 +194,7 @@ def choice_embeddings(meta, space) -> dict[int, np.ndarray]:
         S, N = np.zeros((k, k)), np.zeros((k, k))
         for t in range(meta.n_tasks):
             X, y = meta.X[t], meta.yn[t]
-            c = _choice_index(space, j, X[:, j])
+            c = space.choice_indices(X, j)
             rest = np.round(np.delete(X, j, axis=1), 9)
             _, g = np.unique(rest, axis=0, return_inverse=True)
             order = np.argsort(g, kind="stable")
@@ -265,7 +237,7 @@ class _EmbeddedSpace:
         blocks = self._space.model_blocks
         cols = []
         for j in range(self._space.dim):
-            cols.append(self._emb[j][_choice_index(self._space, j, X[:, j])] if j in self._emb else plain[:, blocks == j])
+            cols.append(self._emb[j][self._space.choice_indices(X, j)] if j in self._emb else plain[:, blocks == j])
         return np.hstack(cols)
 
     @property
@@ -276,19 +248,16 @@ class _EmbeddedSpace:
 
 
 class _EmbedSession(_AdaptiveSession):
-    """``ap-embed``: the default, with the model phase's GP on :func:`choice_embeddings` inputs."""
+    """``ap-embed``: the default, with the model phase's GP on :func:`choice_embeddings` inputs (computed once per
+    fitted meta-train set: the fit's inner check fits on subsets, which get their own)."""
 
-    def _propose(self):
-        X, y = self.observed()
-        if not self._model_phase(y) or self._guarded(X, y):
-            return super()._propose()
-        if not hasattr(self.meta, "_choice_emb"):
-            self.meta._choice_emb = choice_embeddings(self.meta, self.space)
-        space, self.space = self.space, _EmbeddedSpace(self.space, self.meta._choice_emb)
-        try:
-            return super()._propose()
-        finally:
-            self.space = space
+    def _model_space(self):
+        if self.meta not in _EMBEDDINGS:
+            _EMBEDDINGS[self.meta] = choice_embeddings(self.meta, self.space)
+        return _EmbeddedSpace(self.space, _EMBEDDINGS[self.meta])
+
+
+_EMBEDDINGS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 STRATEGIES["ap-embed"] = _variant(_EmbedSession)
@@ -319,14 +288,7 @@ class _CopulaSession(_AdaptiveSession):
     """``ap-copula``: the default, with the model phase's GP and prior regression on the Gaussian copula of the
     task's values instead of their standardization (robust to a few diverged results; Salinas et al. 2020)."""
 
-    def _propose(self):
-        from metahpo_utils.strategies import surrogates
-        saved = surrogates.standardize
-        surrogates.standardize = copula
-        try:
-            return super()._propose()
-        finally:
-            surrogates.standardize = saved
+    value_transform = staticmethod(copula)
 
 
 STRATEGIES["ap-copula"] = _variant(_CopulaSession)

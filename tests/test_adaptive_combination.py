@@ -103,6 +103,20 @@ def test_transfer_prior_trusted_when_it_predicts_and_ignored_when_it_misleads():
     assert abs(pts[np.argmax(ei), 0] - 0.7) <= 0.03  # straight to the peak no observation is near
     ei, fit = transfer_prior_ei(space, X, y, pts, -truth(X), -truth(pts))
     assert fit["slope"] == 0.0  # a prior that orders the results the wrong way is dropped
+    assert "extra" not in fit
+
+
+def test_transfer_prior_extra_regressor_keeps_its_sign_when_the_meta_prior_is_dropped():
+    """A further regressor of the prior mean (the hook development variants use) gets a free coefficient: here
+    it is the truth and the meta-train prior misleads, so the prior is dropped and the regressor carries it."""
+    space = SearchSpace({"x": float_param(0, 1)})
+    pts = np.linspace(0, 1, 101)[:, None]
+    truth = lambda X: np.exp(-((X[:, 0] - 0.7) ** 2) / 0.01)  # noqa: E731
+    X = np.array([[0.05], [0.3], [0.5], [0.9], [0.95]])
+    ei, fit = transfer_prior_ei(space, X, truth(X), pts, -truth(X), -truth(pts), extra_obs=truth(X),
+                                extra_pts=truth(pts))
+    assert fit["slope"] == 0.0 and fit["extra"][0] > 0.5
+    assert abs(pts[np.argmax(ei), 0] - 0.7) <= 0.03
 
 
 def _bump(c: dict, f: float) -> float:

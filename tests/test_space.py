@@ -94,3 +94,10 @@ def test_encode_rejects_unknown_choice_and_missing_keys():
     cfg.pop("lr")
     with pytest.raises(SpaceError, match="lacks"):
         space.encode(cfg)
+
+
+def test_choice_indices_read_categoricals_as_decode_does():
+    space = SearchSpace({"lr": float_param(1e-4, 1.0, log=True), "op": CategoricalDistribution(("a", "b", "c"))})
+    X = np.array([[0.5, 0.0], [0.5, 0.34], [0.5, 0.99], [0.5, 1.0]])
+    assert space.choice_indices(X, 1).tolist() == [0, 1, 2, 2]
+    assert [space.decode(x)["op"] for x in X] == [("a", "b", "c")[i] for i in space.choice_indices(X, 1)]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -192,6 +192,19 @@ class _AdaptiveSession(Session):
             return True
         return False
 
+    # The model phase's three hooks (the defaults are the strategy; development variants override them):
+    #: how the task's values are turned into the GP's targets (``None``: standardized)
+    value_transform: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def _model_space(self) -> SearchSpace:
+        """The space whose :meth:`~SearchSpace.model_inputs` the model phase's GP sees."""
+        return self.space
+
+    def _prior_extras(self, X: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Regressors of the prior mean besides the meta-train tasks' values, at ``X`` and at ``pts`` (``None``:
+        none); see :func:`transfer_prior_ei`."""
+        return None
+
     def _propose(self) -> np.ndarray:
         X, y = self.observed()
         if self._guarded(X, y):
@@ -206,11 +219,13 @@ class _AdaptiveSession(Session):
             V_pts = self.V[:, idx] if idx is not None else self.meta.values_matrix(pts, self.utility)  # (T, q)
             # the GP's hyperparameters are re-fitted whenever the data grew by a fifth since the last fit
             refit = self._kernel is None or len(y) >= 1.2 * self._kernel_n
-            ei, fit = transfer_prior_ei(self.space, X, y, pts, w @ self._values_obs(X), w @ V_pts,
-                                        self.seed, None if refit else self._kernel)
+            extra = self._prior_extras(X, pts)
+            ei, fit = transfer_prior_ei(self._model_space(), X, y, pts, w @ self._values_obs(X), w @ V_pts,
+                                        self.seed, None if refit else self._kernel, *(extra or (None, None)),
+                                        transform=self.value_transform)
             if refit:
                 self._kernel, self._kernel_n = fit["kernel"], len(y)
-            self.prior_fit = {"intercept": fit["intercept"], "slope": fit["slope"]}
+            self.prior_fit = {k: fit[k] for k in ("intercept", "slope", "extra") if k in fit}
             return self._choose(ei, pts, idx)
         start = self._values_obs(X).max(1) if len(y) else None
         V = self.V
@@ -401,7 +416,9 @@ def gp_expected_improvement(X: np.ndarray, y: np.ndarray, pts: np.ndarray, seed:
 
 
 def transfer_prior_ei(space: SearchSpace, X: np.ndarray, y: np.ndarray, pts: np.ndarray, prior_obs: np.ndarray,
-                      prior_pts: np.ndarray, seed: int = 0, kernel: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+                      prior_pts: np.ndarray, seed: int = 0, kernel: Any = None, extra_obs: np.ndarray | None = None,
+                      extra_pts: np.ndarray | None = None,
+                      transform: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Expected improvement of a GP on a task's own results whose prior mean is what the meta-train
     tasks say (in the spirit of RGPE and TST-R: a transfer prior the target's data can overrule).
 
@@ -418,23 +435,39 @@ def transfer_prior_ei(space: SearchSpace, X: np.ndarray, y: np.ndarray, pts: np.
         prior_obs, prior_pts: the prior at ``X`` ``(n,)`` and at ``pts`` ``(q,)``.
 
         kernel: ``(length scales, noise)`` from an earlier call, reused as they are (no marginal-likelihood fit).
+        extra_obs, extra_pts: further regressors of the prior mean at ``X`` ``(n, e)`` and at ``pts`` ``(q, e)``,
+            with coefficients of either sign (``None``: none).
+        transform: turns ``y`` into the targets ``z`` (``None``: standardized).
 
     Returns:
         The expected improvement at ``pts`` and the fit: ``{"intercept": a, "slope": b, "kernel": (length
-        scales, noise)}``.
+        scales, noise)}``, plus ``"extra"`` (the further regressors' coefficients) when there are any.
     """
     from .gp import GaussianProcess
     from .surrogates import expected_improvement, standardize
 
-    z = standardize(y)
-    A = np.stack([np.ones_like(prior_obs), prior_obs], 1)  # (n, 2)
-    a, b = np.linalg.solve(A.T @ A + 1e-3 * np.eye(2), A.T @ z)
-    if b <= 0:  # the meta-train tasks order these results the wrong way: no transfer
-        a, b = float(z.mean()), 0.0
-    gp = GaussianProcess().fit(space.model_inputs(X), z - (a + b * prior_obs), space.model_blocks, kernel)
+    z = (transform or standardize)(y)
+    E_obs = np.zeros((len(z), 0)) if extra_obs is None else np.asarray(extra_obs, dtype=float).reshape(len(z), -1)
+    E_pts = np.zeros((len(pts), 0)) if extra_pts is None else np.asarray(extra_pts, dtype=float).reshape(len(pts), -1)
+    A = np.column_stack([np.ones_like(prior_obs), prior_obs, E_obs])  # (n, 2 + e)
+    coef = np.linalg.solve(A.T @ A + 1e-3 * np.eye(A.shape[1]), A.T @ z)
+    if coef[1] <= 0:  # the meta-train tasks order these results the wrong way: no transfer from them
+        if E_obs.shape[1]:
+            A2 = np.delete(A, 1, axis=1)
+            c2 = np.linalg.solve(A2.T @ A2 + 1e-3 * np.eye(A2.shape[1]), A2.T @ z)
+            coef = np.insert(c2, 1, 0.0)
+        else:
+            coef = np.array([z.mean(), 0.0])
+    a, b, c = coef[0], coef[1], coef[2:]
+    mean_obs, mean_pts = a + b * prior_obs, a + b * prior_pts
+    if len(c):
+        mean_obs, mean_pts = mean_obs + E_obs @ c, mean_pts + E_pts @ c
+    gp = GaussianProcess().fit(space.model_inputs(X), z - mean_obs, space.model_blocks, kernel)
     mu, sd = gp.predict(space.model_inputs(pts))
-    return (expected_improvement(a + b * prior_pts + mu, sd, z.max()),
-            {"intercept": float(a), "slope": float(b), "kernel": gp.params})
+    fit = {"intercept": float(a), "slope": float(b), "kernel": gp.params}
+    if len(c):
+        fit["extra"] = [float(v) for v in c]
+    return expected_improvement(mean_pts + mu, sd, z.max()), fit
 
 
 class _KnnSession(Session):
